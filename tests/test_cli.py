@@ -1,0 +1,33 @@
+"""``python train.py`` as a user runs it (subprocesses: Hydra's run dir, exit codes, messages)."""
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import ROOT, TINY
+
+
+def _run(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run(
+        [sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+def test_bad_value_exits_2_with_one_line_and_no_traceback(tmp_path):
+    r = _run("trainer.lr=-1", f"hydra.run.dir={tmp_path}")
+    assert r.returncode == 2
+    assert "error: trainer.lr=-1.0 is out of range; it must be > 0" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_train_py_writes_a_run_dir_and_resumes(tmp_path, tfds_dir):
+    args = [*TINY, f"data.data_dir={tfds_dir}", f"hydra.run.dir={tmp_path}"]
+    first = _run(*args, "trainer.max_steps=2")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert (tmp_path / ".hydra" / "config.yaml").exists()
+    second = _run(*args, "trainer.max_steps=4")
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "resumed from" in (tmp_path / "train.log").read_text()
+    assert json.loads((tmp_path / "metrics.json").read_text())["step"] == 4

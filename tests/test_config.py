@@ -1,0 +1,67 @@
+"""The real ``conf/`` tree composes, and bad values fail naming the key, the value and what is allowed."""
+
+import pytest
+from conftest import compose_config
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ValidationError
+
+from vaemix.errors import UserError
+
+
+def test_defaults_are_the_vade_recipe_on_embedded_mnist5k():
+    cfg = compose_config()
+    assert cfg.data.name == "mnist5k" and cfg.model.architecture == "mlp"
+    assert cfg.model.hidden == [500, 500, 2000] and cfg.model.latent_dim == 10
+    assert cfg.prior.kind == "gmm" and cfg.prior.components == 10 and cfg.prior.covariance == "full"
+    assert cfg.strategy.kind == "default" and cfg.trainer.kl_samples == 1
+
+
+def test_groups_and_overrides_compose():
+    cfg = compose_config(
+        "data=fashion_mnist",
+        "prior.components=7",
+        "model=conv",
+        "prior=normal",
+        "strategy=mirrored",
+        "strategy.devices=2",
+    )
+    assert cfg.data.name == "fashion_mnist" and cfg.model.architecture == "conv"
+    assert cfg.prior.kind == "normal" and cfg.strategy.devices == 2
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("model.latent_dim=0", "model.latent_dim=0 is out of range; it must be >= 1"),
+        ("prior.components=-1", "prior.components=-1 is out of range; it must be >= 1"),
+        ("trainer.lr=-1", "trainer.lr=-1.0 is out of range; it must be > 0"),
+        ("trainer.lr=0", "trainer.lr=0.0 is out of range; it must be > 0"),
+        ("trainer.kl_samples=0", "trainer.kl_samples=0 is out of range"),
+        ("trainer.batch_size=0", "trainer.batch_size=0 is out of range"),
+        ("trainer.epochs=0", "trainer.epochs=0 is out of range"),
+        ("data.binarize=maybe", "data.binarize='maybe' is not allowed; choose one of: none, static, dynamic"),
+        ("prior.covariance=spherical", "prior.covariance='spherical' is not allowed; choose one of: full, diag"),
+        ("model.likelihood=poisson", "model.likelihood='poisson' is not allowed"),
+        ("model.hidden=[16,0]", r"model.hidden\[1\]=0 is out of range"),
+        ("data.test_fraction=1.5", "data.test_fraction=1.5 is out of range"),
+    ],
+)
+def test_bad_values_name_key_value_and_allowed(override, message):
+    with pytest.raises(UserError, match=message):
+        compose_config(override)
+
+
+def test_local_data_needs_a_path():
+    with pytest.raises(UserError, match="data=local needs data.images"):
+        compose_config("data=local")
+
+
+def test_wrong_types_unknown_keys_and_groups_fail_while_composing():
+    with pytest.raises(ConfigCompositionException, match="trainer.lr"):
+        compose_config("trainer.lr=fast")
+    with pytest.raises(ConfigCompositionException, match="trainer.learning_rate"):
+        compose_config("trainer.learning_rate=0.1")
+    with pytest.raises(ConfigCompositionException, match="prior/mystery"):
+        compose_config("prior=mystery")
+    with pytest.raises((ConfigCompositionException, ValidationError)):
+        compose_config("model.latent_dim=2.5")

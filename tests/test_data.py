@@ -1,0 +1,128 @@
+"""Data sources and the index-based input pipeline (order, resume, replica chunks)."""
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from vaemix.data import index_batches, load, steps_per_epoch, to_uint8_images, train_dataset
+from vaemix.errors import UserError
+
+
+def _write_idx(path, array: np.ndarray) -> None:
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_mnist5k_is_the_embedded_split(tfds_dir):
+    data = load("mnist5k", data_dir=tfds_dir)
+    assert data.train_images.shape == (4000, 28, 28, 1) and data.test_images.shape == (1000, 28, 28, 1)
+    assert data.train_images.dtype == np.uint8 and data.train_images.max() == 255
+    assert np.bincount(data.train_labels).tolist() == [400] * 10
+    assert np.bincount(data.test_labels).tolist() == [100] * 10
+    again = load("mnist5k", data_dir=tfds_dir)
+    np.testing.assert_array_equal(data.test_images, again.test_images)
+
+
+def test_tfds_name_goes_through_tfds(tmp_path):
+    with tfds.testing.mock_data(num_examples=12):
+        data = load("mnist", data_dir=str(tmp_path))
+    assert data.train_images.shape == (12, 28, 28, 1) and data.train_labels.shape == (12,)
+
+
+def test_unknown_tfds_name_fails_fast_with_a_clear_message(tmp_path):
+    with pytest.raises(UserError, match="'no_such_set' is not a TFDS dataset"):
+        load("no_such_set", data_dir=str(tmp_path))
+
+
+def test_unprepared_tfds_dataset_without_download_fails_fast(tmp_path):
+    with pytest.raises(UserError, match="not prepared .* data.download=false"):
+        load("mnist", data_dir=str(tmp_path), download=False)
+
+
+def test_local_idx_round_trip_with_held_out_fraction(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, size=(20, 4, 3)), rng.integers(0, 10, size=20)
+    _write_idx(tmp_path / "img.gz", x)
+    _write_idx(tmp_path / "lbl", y)
+    data = load("local", images=str(tmp_path / "img.gz"), labels=str(tmp_path / "lbl"), test_fraction=0.25)
+    assert data.train_images.shape == (15, 4, 3, 1) and data.test_images.shape == (5, 4, 3, 1)
+    pairs = {(im.tobytes(), lb) for im, lb in zip(x.astype(np.uint8), y, strict=True)}
+    got = {(im[..., 0].tobytes(), lb) for im, lb in zip(data.train_images, data.train_labels, strict=True)}
+    got |= {(im[..., 0].tobytes(), lb) for im, lb in zip(data.test_images, data.test_labels, strict=True)}
+    assert got == pairs  # every image kept with its own label
+
+
+def test_local_npz_with_unit_floats_and_labels(tmp_path):
+    x = np.linspace(0, 1, 10 * 2 * 2 * 3).reshape(10, 2, 2, 3).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x, y=np.arange(10))
+    data = load("local", images=str(tmp_path / "d.npz"), test_fraction=0.2)
+    assert data.image_shape == (2, 2, 3) and data.train_labels is not None
+    assert data.train_images.max() <= 255 and data.test_images.dtype == np.uint8
+
+
+@pytest.mark.parametrize(
+    "array,message",
+    [
+        (np.full((3, 2, 2), np.nan), "NaN or inf"),
+        (np.full((3, 2, 2), 300.0), r"\[0, 1\] or \[0, 255\]"),
+        (np.zeros((0, 2, 2)), "N > 0"),
+        (np.zeros((3, 2)), r"\[N, H, W\]"),
+    ],
+)
+def test_bad_pixels_are_rejected(array, message):
+    with pytest.raises(UserError, match=message):
+        to_uint8_images(array, "x.npz")
+
+
+def test_missing_and_corrupt_local_files(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        load("local", images=str(tmp_path / "nope.gz"))
+    (tmp_path / "bad.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(UserError, match="not a readable IDX"):
+        load("local", images=str(tmp_path / "bad.gz"))
+
+
+def test_static_binarisation_is_binary_and_seeded(tfds_dir):
+    a = load("mnist5k", data_dir=tfds_dir, binarize="static", seed=1)
+    b = load("mnist5k", data_dir=tfds_dir, binarize="static", seed=1)
+    assert set(np.unique(a.train_images)) == {0, 255}
+    np.testing.assert_array_equal(a.train_images, b.train_images)
+
+
+def test_each_epoch_visits_every_full_batch_once_in_a_seeded_order():
+    rows, counters = index_batches(10, 3, seed=0, start_step=0, total_steps=6)
+    assert steps_per_epoch(10, 3) == 3 and rows.shape == (6, 3)
+    assert len(set(rows[:3].ravel())) == 9 and len(set(rows[3:].ravel())) == 9
+    assert not np.array_equal(rows[:3], rows[3:])  # reshuffled per epoch
+    np.testing.assert_array_equal(counters, np.arange(6))
+
+
+def test_resume_continues_the_same_order():
+    full, full_c = index_batches(50, 8, seed=3, start_step=0, total_steps=20)
+    tail, tail_c = index_batches(50, 8, seed=3, start_step=13, total_steps=20)
+    np.testing.assert_array_equal(full[13:], tail)
+    np.testing.assert_array_equal(full_c[13:], tail_c)
+
+
+def test_replica_chunks_concatenate_to_the_single_device_batches():
+    single, _ = index_batches(40, 8, seed=1, start_step=2, total_steps=9)
+    chunks, counters = index_batches(40, 8, seed=1, start_step=2, total_steps=9, num_chunks=2)
+    np.testing.assert_array_equal(chunks.reshape(-1, 8), single)
+    second, _ = index_batches(40, 8, seed=1, start_step=2, total_steps=9, num_chunks=2, chunks=slice(1, 2))
+    np.testing.assert_array_equal(second, single[:, 4:])
+    assert len(set(counters)) == len(counters)
+
+
+def test_dynamic_binarisation_depends_on_the_counter_only():
+    images = np.full((4, 2, 2, 1), 128, np.uint8)
+    batches = np.array([[0, 1], [2, 3]], np.int32)
+    run = lambda counters: [b.numpy() for b in train_dataset(images, batches, counters, "dynamic", seed=5)]  # noqa: E731
+    first, again = run(np.array([7, 8])), run(np.array([7, 8]))
+    assert set(np.unique(first[0])) <= {0.0, 1.0}
+    np.testing.assert_array_equal(first[1], again[1])
+    np.testing.assert_array_equal(run(np.array([8, 9]))[0], first[1])

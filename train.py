@@ -1,0 +1,31 @@
+"""Train a Gaussian-mixture-prior VAE:  python train.py [group=option] [key=value ...]
+
+Rerunning with the same ``hydra.run.dir`` resumes from the run's latest checkpoint.
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from vaemix.cli import main_guard, run_dir
+from vaemix.config import register_schemas, to_config
+
+register_schemas()
+
+
+def _train(cfg: DictConfig) -> dict:
+    config = to_config(cfg)  # bad values fail here, before TensorFlow is imported
+
+    from vaemix.training import train
+
+    metrics = train(config, run_dir())
+    print(f"done: step {metrics['step']}, eval ELBO {metrics['elbo']:.2f} nats; run dir {run_dir()}")
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    main_guard(_train, cfg)
+
+
+if __name__ == "__main__":
+    main()

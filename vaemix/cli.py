@@ -1,0 +1,36 @@
+"""What ``train.py`` and ``evaluate.py`` share: quiet TF logs, typed configs, one-line user errors."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from vaemix.errors import UserError
+
+# TF prints pages of C++ start-up noise; keep warnings and errors only.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+logging.getLogger("absl").setLevel(logging.WARNING)  # TFDS logs every file it opens at INFO
+
+
+def run_dir() -> str:
+    """The run directory: Hydra's output dir (``hydra.run.dir=...`` sets it)."""
+    return HydraConfig.get().runtime.output_dir
+
+
+def main_guard(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
+    """Run ``fn(cfg)``; a :class:`UserError` becomes one line on stderr and exit status 2."""
+    try:
+        return fn(cfg)
+    except UserError as e:
+        logging.getLogger("vaemix").error("%s", e)
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume from the latest checkpoint", file=sys.stderr)
+        sys.exit(130)

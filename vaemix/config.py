@@ -1,0 +1,161 @@
+"""Typed config schemas (one dataclass per ``conf/`` group) and their range checks.
+
+Hydra merges the YAML files in ``conf/`` onto these schemas, so a wrong *type* or an unknown key fails
+while composing. :func:`validate` then checks ranges and choices and raises :class:`UserError` naming
+the key, the value and what is allowed. This module imports no TensorFlow, so bad configs fail fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from vaemix.errors import UserError
+
+
+@dataclass
+class DataConfig:
+    """Where images come from and how they are preprocessed."""
+
+    name: str = MISSING  # mnist5k | local | any TFDS image dataset name
+    binarize: str = "none"  # none | static | dynamic
+    data_dir: str | None = None  # TFDS data dir (None: TFDS default, ~/tensorflow_datasets)
+    download: bool = True  # let TFDS download a dataset that is not prepared locally
+    train_split: str = "train"
+    test_split: str = "test"
+    # data=local: IDX (.gz or raw) or .npz files; without test files, test_fraction of train is held out.
+    images: str | None = None
+    labels: str | None = None
+    test_images: str | None = None
+    test_labels: str | None = None
+    test_fraction: float = 0.2
+
+
+@dataclass
+class ModelConfig:
+    """Encoder/decoder networks and the observation likelihood."""
+
+    architecture: str = "mlp"  # mlp | conv
+    latent_dim: int = 10
+    hidden: list[int] = field(default_factory=lambda: [500, 500, 2000])  # mlp layer widths
+    filters: list[int] = field(default_factory=lambda: [32, 64])  # conv: stride-2 conv layers
+    conv_dense: int = 256  # conv: dense layer between the convolutions and the latent head
+    likelihood: str = "bernoulli"  # bernoulli | gaussian
+
+
+@dataclass
+class PriorConfig:
+    """The latent prior p(z)."""
+
+    kind: str = "gmm"  # gmm | normal
+    components: int = 10
+    covariance: str = "full"  # full | diag
+
+
+@dataclass
+class TrainerConfig:
+    """Optimisation and bookkeeping."""
+
+    epochs: int = 100
+    max_steps: int | None = None  # stop after this many steps in total (None: epochs decide)
+    batch_size: int = 256  # global batch, split across replicas
+    lr: float = 1e-3
+    kl_samples: int = 1  # Monte Carlo samples of z per example for reconstruction and KL
+    jit: bool = False  # XLA-compile the per-replica step
+    log_every: int = 20  # steps between scalar summaries (and finite-loss checks)
+    checkpoint_every: int = 500  # steps between checkpoints (also saved at the end)
+    keep_checkpoints: int = 3
+    eval_samples: int = 1  # z samples per test example for eval/elbo each epoch
+    progress: bool = True  # progress bar on a terminal
+
+
+@dataclass
+class StrategyConfig:
+    """The tf.distribute strategy."""
+
+    kind: str = "default"  # default | mirrored | multi_worker
+    devices: int | None = None  # mirrored on CPU: number of logical CPU devices to create
+
+
+@dataclass
+class Config:
+    """The whole run."""
+
+    data: DataConfig = MISSING
+    model: ModelConfig = MISSING
+    prior: PriorConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    strategy: StrategyConfig = MISSING
+    seed: int = 0
+
+
+def register_schemas() -> None:
+    """Make the schemas available to ``defaults:`` lists as ``<group>/base``."""
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    for group, node in [
+        ("data", DataConfig),
+        ("model", ModelConfig),
+        ("prior", PriorConfig),
+        ("trainer", TrainerConfig),
+        ("strategy", StrategyConfig),
+    ]:
+        cs.store(group=group, name="base", node=node)
+
+
+def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise UserError(f"{key}={value!r} is not allowed; choose one of: {', '.join(allowed)}")
+
+
+def _at_least(key: str, value: float | None, low: float, *, strict: bool = False) -> None:
+    if value is None:
+        return
+    bad = value <= low if strict else value < low
+    if bad:
+        op = ">" if strict else ">="
+        raise UserError(f"{key}={value!r} is out of range; it must be {op} {low:g}")
+
+
+def validate(cfg: Config) -> Config:
+    """Check ranges and choices that the types alone do not capture; return ``cfg`` unchanged."""
+    d, m, p, t, s = cfg.data, cfg.model, cfg.prior, cfg.trainer, cfg.strategy
+    _choice("data.binarize", d.binarize, ("none", "static", "dynamic"))
+    if d.name == "local" and not d.images:
+        raise UserError("data=local needs data.images=<path to an IDX (.gz) or .npz file>")
+    if not 0.0 < d.test_fraction < 1.0:
+        raise UserError(f"data.test_fraction={d.test_fraction!r} is out of range; it must be in (0, 1)")
+    _choice("model.architecture", m.architecture, ("mlp", "conv"))
+    _choice("model.likelihood", m.likelihood, ("bernoulli", "gaussian"))
+    _at_least("model.latent_dim", m.latent_dim, 1)
+    for i, width in enumerate(m.hidden):
+        _at_least(f"model.hidden[{i}]", width, 1)
+    for i, width in enumerate(m.filters):
+        _at_least(f"model.filters[{i}]", width, 1)
+    _at_least("model.conv_dense", m.conv_dense, 1)
+    _choice("prior.kind", p.kind, ("gmm", "normal"))
+    _choice("prior.covariance", p.covariance, ("full", "diag"))
+    _at_least("prior.components", p.components, 1)
+    _at_least("trainer.epochs", t.epochs, 1)
+    _at_least("trainer.max_steps", t.max_steps, 1)
+    _at_least("trainer.batch_size", t.batch_size, 1)
+    _at_least("trainer.lr", t.lr, 0.0, strict=True)
+    _at_least("trainer.kl_samples", t.kl_samples, 1)
+    _at_least("trainer.log_every", t.log_every, 1)
+    _at_least("trainer.checkpoint_every", t.checkpoint_every, 1)
+    _at_least("trainer.keep_checkpoints", t.keep_checkpoints, 1)
+    _at_least("trainer.eval_samples", t.eval_samples, 1)
+    _choice("strategy.kind", s.kind, ("default", "mirrored", "multi_worker"))
+    _at_least("strategy.devices", s.devices, 1)
+    return cfg
+
+
+def to_config(cfg: DictConfig) -> Config:
+    """Turn Hydra's composed config into typed dataclasses and validate them."""
+    obj = OmegaConf.to_object(cfg)
+    if not isinstance(obj, Config):  # composed without the schema (e.g. an old saved config)
+        raise UserError("the config does not follow vaemix's schema (conf/config.yaml defaults)")
+    return validate(obj)

@@ -1,0 +1,8 @@
+"""The one exception type that reaches users as a short message instead of a traceback."""
+
+
+class UserError(Exception):
+    """A problem the user can fix: a bad config value, missing data, an unusable run dir.
+
+    Entry points print ``str(error)`` on one line and exit with status 2.
+    """

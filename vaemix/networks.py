@@ -1,0 +1,106 @@
+"""Encoder q(z|x) and decoder p(x|z) networks that end in TFP distribution layers.
+
+Distribution heads are float32 layers, so they stay in float32 under a mixed-precision policy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+from vaemix.keras import keras, tfd, tfpl
+
+_MIN_PIXEL_SCALE = 1e-3  # floor on the Gaussian pixel std: constant background pixels would drive it to 0
+
+
+def _encoder_head(latent_dim: int) -> list[keras.layers.Layer]:
+    return [
+        keras.layers.Dense(tfpl.MultivariateNormalTriL.params_size(latent_dim), dtype="float32"),
+        # scale_tril through FillScaleTriL: softplus diagonal (+1e-5), so q never degenerates.
+        tfpl.MultivariateNormalTriL(latent_dim, convert_to_tensor_fn=tfd.Distribution.mean, dtype="float32"),
+    ]
+
+
+def _gaussian_pixels(image_shape: Sequence[int]) -> keras.layers.Layer:
+    def make(params: tf.Tensor) -> tfd.Distribution:
+        loc, raw_scale = tf.split(params, 2, axis=-1)  # [..., P] each
+        shape = tf.concat([tf.shape(params)[:-1], image_shape], axis=0)
+        scale = _MIN_PIXEL_SCALE + tf.math.softplus(raw_scale)
+        return tfd.Independent(
+            tfd.Normal(tf.reshape(loc, shape), tf.reshape(scale, shape)),
+            reinterpreted_batch_ndims=len(image_shape),
+        )
+
+    return tfpl.DistributionLambda(make, convert_to_tensor_fn=tfd.Distribution.mean, dtype="float32")
+
+
+def _decoder_head(image_shape: Sequence[int], likelihood: str) -> keras.layers.Layer:
+    if likelihood == "bernoulli":
+        return tfpl.IndependentBernoulli(image_shape, convert_to_tensor_fn=tfd.Distribution.mean, dtype="float32")
+    return _gaussian_pixels(image_shape)
+
+
+def params_per_pixel(likelihood: str) -> int:
+    """Bernoulli needs a logit per pixel, Gaussian a location and a scale."""
+    return 1 if likelihood == "bernoulli" else 2
+
+
+def build_encoder(
+    image_shape: Sequence[int],
+    latent_dim: int,
+    architecture: str,
+    hidden: Sequence[int] = (500, 500, 2000),
+    filters: Sequence[int] = (32, 64),
+    conv_dense: int = 256,
+) -> keras.Model:
+    """``x [B, H, W, C] -> q(z|x)``, a MultivariateNormalTriL with batch ``[B]`` and event ``[latent_dim]``."""
+    layers: list[keras.layers.Layer] = [keras.Input(tuple(image_shape))]
+    if architecture == "mlp":
+        layers += [keras.layers.Flatten()]
+        layers += [keras.layers.Dense(w, activation="relu") for w in hidden]
+    else:
+        layers += [keras.layers.Conv2D(f, 4, strides=2, padding="same", activation="relu") for f in filters]
+        layers += [keras.layers.Flatten(), keras.layers.Dense(conv_dense, activation="relu")]
+    return keras.Sequential(layers + _encoder_head(latent_dim), name="encoder")
+
+
+def build_decoder(
+    image_shape: Sequence[int],
+    latent_dim: int,
+    architecture: str,
+    likelihood: str,
+    hidden: Sequence[int] = (500, 500, 2000),
+    filters: Sequence[int] = (32, 64),
+    conv_dense: int = 256,
+) -> keras.Model:
+    """``z [B, latent_dim] -> p(x|z)``, independent pixels with batch ``[B]`` and event ``image_shape``."""
+    h, w, c = image_shape
+    k = params_per_pixel(likelihood)
+    layers: list[keras.layers.Layer] = [keras.Input((latent_dim,))]
+    if architecture == "mlp":
+        layers += [keras.layers.Dense(u, activation="relu") for u in reversed(hidden)]
+        layers += [keras.layers.Dense(k * h * w * c)]
+    else:
+        up = 2 ** len(filters)
+        h0, w0 = math.ceil(h / up), math.ceil(w / up)
+        layers += [
+            keras.layers.Dense(conv_dense, activation="relu"),
+            keras.layers.Dense(h0 * w0 * filters[-1], activation="relu"),
+            keras.layers.Reshape((h0, w0, filters[-1])),
+        ]
+        layers += [
+            keras.layers.Conv2DTranspose(f, 4, strides=2, padding="same", activation="relu")
+            for f in reversed(filters[:-1])
+        ]
+        layers += [
+            keras.layers.Conv2DTranspose(k * c, 4, strides=2, padding="same"),
+            keras.layers.Cropping2D(((0, h0 * up - h), (0, w0 * up - w))),
+            # [H, W, k*C] -> [k, H, W, C] -> flat, so each parameter kind is one contiguous block.
+            keras.layers.Reshape((h, w, k, c)),
+            keras.layers.Permute((3, 1, 2, 4)),
+            keras.layers.Flatten(),
+        ]
+    layers.append(_decoder_head((h, w, c), likelihood))
+    return keras.Sequential(layers, name="decoder")

@@ -1,0 +1,62 @@
+"""The evidence lower bound, written once for training and evaluation.
+
+``elbo`` returns per-example ``distortion`` (-E_q log p(x|z)) and ``rate`` (the Monte Carlo estimate of
+KL(q(z|x) || p(z)) = E_q[log q(z|x) - log p(z)]) plus the importance log-weights, from which the
+importance-weighted bound is one logsumexp away.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import tensorflow as tf
+
+from vaemix.keras import tfd
+from vaemix.models import VAE
+
+
+class ElboTerms(NamedTuple):
+    distortion: tf.Tensor  # [B]  -mean_s log p(x|z_s)
+    rate: tf.Tensor  # [B]  mean_s [log q(z_s|x) - log p(z_s)]
+    log_weights: tf.Tensor  # [S, B]  log p(x|z_s) + log p(z_s) - log q(z_s|x)
+
+    @property
+    def elbo(self) -> tf.Tensor:
+        """``[B]`` per-example ELBO in nats."""
+        return -(self.distortion + self.rate)
+
+
+def reparameterize(q: tfd.MultivariateNormalTriL, noise: tf.Tensor) -> tf.Tensor:
+    """``z = loc + L eps``: ``noise [S, B, D] -> z [S, B, D]``, differentiable in q's parameters.
+
+    The noise comes from the caller so that its seed, not the replica layout, decides the sample.
+    """
+    return q.loc + tf.einsum("bij,sbj->sbi", q.scale.to_dense(), noise)
+
+
+def elbo(vae: VAE, x: tf.Tensor, noise: tf.Tensor) -> ElboTerms:
+    """ELBO terms of images ``x [B, H, W, C]`` with ``S`` latent samples from ``noise [S, B, D]``."""
+    q = vae.encoder(x)  # batch [B], event [D]
+    z = reparameterize(q, noise)  # [S, B, D]
+    log_q = q.log_prob(z)  # [S, B]
+    log_pz = vae.prior().log_prob(z)  # [S, B]
+    s = tf.shape(z)[0]
+    p = vae.decoder(tf.reshape(z, [-1, vae.latent_dim]))  # batch [S*B], event [H, W, C]
+    x_rep = tf.reshape(tf.repeat(x[None], s, axis=0), tf.concat([[-1], tf.shape(x)[1:]], 0))  # [S*B, H, W, C]
+    log_px = tf.reshape(p.log_prob(x_rep), tf.shape(log_q))  # [S, B]
+    return ElboTerms(
+        distortion=-tf.reduce_mean(log_px, axis=0),
+        rate=tf.reduce_mean(log_q - log_pz, axis=0),
+        log_weights=log_px + log_pz - log_q,
+    )
+
+
+def iwae_bound(log_weights: tf.Tensor) -> tf.Tensor:
+    """``[S, B] -> [B]``: log (1/S) sum_s w_s, a lower bound on log p(x) that tightens with S."""
+    s = tf.cast(tf.shape(log_weights)[0], log_weights.dtype)
+    return tf.reduce_logsumexp(log_weights, axis=0) - tf.math.log(s)
+
+
+def latent_noise(seed: int | tf.Tensor, counter: tf.Tensor, shape: tf.Tensor | list) -> tf.Tensor:
+    """Standard normal ``noise`` of ``shape`` from the stateless seed ``(seed, counter)``."""
+    return tf.random.stateless_normal(shape, seed=tf.stack([tf.cast(seed, tf.int64), tf.cast(counter, tf.int64)]))

@@ -1,10 +1,10 @@
 """The real ``conf/`` tree composes, and bad values fail naming the key, the value and what is allowed."""
 
 import pytest
-from conftest import compose_config
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
+from conftest import compose_config
 from vaemix.errors import UserError
 
 

@@ -28,6 +28,13 @@ class Checkpoints:
         # Every worker restores from the chief's directory.
         self._reader = tf.train.CheckpointManager(self.checkpoint, str(self.directory), max_to_keep=keep)
 
+    @classmethod
+    def for_model(cls, directory: str | Path, vae, optimizer, keep: int = 3, chief: bool = True) -> Checkpoints:
+        """Checkpoints of a VAE's encoder, decoder and prior plus its optimizer (whose step counts)."""
+        return cls(
+            directory, keep, chief, encoder=vae.encoder, decoder=vae.decoder, prior=vae.prior, optimizer=optimizer
+        )
+
     @property
     def latest(self) -> str | None:
         return self._reader.latest_checkpoint

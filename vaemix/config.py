@@ -68,6 +68,7 @@ class TrainerConfig:
     log_every: int = 20  # steps between scalar summaries (and finite-loss checks)
     checkpoint_every: int = 500  # steps between checkpoints (also saved at the end)
     keep_checkpoints: int = 3
+    image_every: int = 500  # steps between TensorBoard pictures (0: only at the end)
     eval_samples: int = 1  # z samples per test example for eval/elbo each epoch
     progress: bool = True  # progress bar on a terminal
 
@@ -92,10 +93,30 @@ class Config:
     seed: int = 0
 
 
+@dataclass
+class EvalOptions:
+    """What ``evaluate.py`` computes."""
+
+    iwae_samples: int = 1000  # importance samples per example for iwae_nll (5000: paper protocol; 0: skip)
+    max_examples: int | None = None  # evaluate on the first N test examples only
+    pictures: bool = True
+
+
+@dataclass
+class EvaluateConfig:
+    """``python evaluate.py run_dir=... [checkpoint=ckpt-N] [data=... ]``."""
+
+    run_dir: str = MISSING
+    checkpoint: str | None = None  # e.g. ckpt-1500; None: the latest
+    data: DataConfig | None = None  # None: the data the run was trained on
+    eval: EvalOptions = field(default_factory=EvalOptions)
+
+
 def register_schemas() -> None:
     """Make the schemas available to ``defaults:`` lists as ``<group>/base``."""
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
+    cs.store(name="base_evaluate", node=EvaluateConfig)
     for group, node in [
         ("data", DataConfig),
         ("model", ModelConfig),
@@ -147,10 +168,30 @@ def validate(cfg: Config) -> Config:
     _at_least("trainer.log_every", t.log_every, 1)
     _at_least("trainer.checkpoint_every", t.checkpoint_every, 1)
     _at_least("trainer.keep_checkpoints", t.keep_checkpoints, 1)
+    _at_least("trainer.image_every", t.image_every, 0)
     _at_least("trainer.eval_samples", t.eval_samples, 1)
     _choice("strategy.kind", s.kind, ("default", "mirrored", "multi_worker"))
     _at_least("strategy.devices", s.devices, 1)
     return cfg
+
+
+def to_evaluate_config(cfg: DictConfig) -> EvaluateConfig:
+    """Typed, checked ``evaluate.py`` config."""
+    obj = OmegaConf.to_object(cfg)
+    assert isinstance(obj, EvaluateConfig)
+    _at_least("eval.iwae_samples", obj.eval.iwae_samples, 0)
+    _at_least("eval.max_examples", obj.eval.max_examples, 1)
+    if obj.data is not None:
+        validate(
+            Config(
+                data=obj.data,
+                model=ModelConfig(),
+                prior=PriorConfig(),
+                trainer=TrainerConfig(),
+                strategy=StrategyConfig(),
+            )
+        )
+    return obj
 
 
 def to_config(cfg: DictConfig) -> Config:

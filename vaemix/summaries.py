@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 
 from vaemix.priors import MixturePrior, Prior
@@ -22,6 +23,19 @@ class Summaries:
         with self.writer.as_default(step=step):
             for name, value in values.items():
                 tf.summary.scalar(name, value)
+
+    def images(self, step: int, pictures: Mapping[str, np.ndarray], prefix: str) -> None:
+        """``uint8 [H, W, 3]`` pictures as TensorBoard images named ``<prefix>/<name>``."""
+        with self.writer.as_default(step=step):
+            for name, picture in pictures.items():
+                tf.summary.image(f"{prefix}/{name}", picture[None])
+
+    def hparams(self, values: Mapping[str, bool | int | float | str], trial: str) -> None:
+        """Record the run's config for the HParams tab (its metrics are the scalars logged anyway)."""
+        from tensorboard.plugins.hparams import api as hp
+
+        with self.writer.as_default():
+            hp.hparams(dict(values), trial_id=trial)
 
     def flush(self) -> None:
         self.writer.flush()
@@ -48,3 +62,37 @@ def write_json(path: str | Path, values: Mapping) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(dict(values), indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
+
+
+def flat_hparams(config: Mapping, prefix: str = "") -> dict[str, bool | int | float | str]:
+    """A nested config as ``{"trainer.lr": 0.001, ...}`` with values TensorBoard's HParams tab accepts."""
+    out: dict[str, bool | int | float | str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out |= flat_hparams(value, f"{name}.")
+        elif isinstance(value, bool | int | float | str):
+            out[name] = value
+        else:  # lists and None
+            out[name] = str(value)
+    return out
+
+
+def write_projector(logdir: str | Path, embeddings, metadata: Mapping[str, Iterable]) -> None:
+    """Latent vectors ``[N, D]`` for TensorBoard's embedding projector, with one metadata column each
+    in ``metadata`` (e.g. label and component)."""
+    from tensorboard.plugins import projector
+
+    logdir = Path(logdir)
+    logdir.mkdir(parents=True, exist_ok=True)
+    columns = {k: list(v) for k, v in metadata.items()}
+    with open(logdir / "metadata.tsv", "w") as f:
+        f.write("\t".join(columns) + "\n")
+        for row in zip(*columns.values(), strict=True):
+            f.write("\t".join(str(v) for v in row) + "\n")
+    tf.train.Checkpoint(embedding=tf.Variable(embeddings, name="latent_means")).save(str(logdir / "embedding.ckpt"))
+    config = projector.ProjectorConfig()
+    emb = config.embeddings.add()
+    emb.tensor_name = "embedding/.ATTRIBUTES/VARIABLE_VALUE"
+    emb.metadata_path = "metadata.tsv"
+    projector.visualize_embeddings(str(logdir), config)

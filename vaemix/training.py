@@ -6,27 +6,26 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
 from vaemix.checkpoints import Checkpoints
 from vaemix.config import Config
-from vaemix.data import ImageData, data_kwargs, eval_dataset, index_batches, load, steps_per_epoch, train_dataset
+from vaemix.data import ImageData, data_kwargs, index_batches, load, steps_per_epoch, train_dataset
 from vaemix.errors import UserError
+from vaemix.evaluation import elbo_evaluator, model_report
 from vaemix.keras import keras
-from vaemix.models import VAE, build_vae
+from vaemix.models import VAE, build_vae_and_optimizer
 from vaemix.objectives import elbo, latent_noise
+from vaemix.pictures import all_pictures
 from vaemix.strategies import is_chief, make_strategy
-from vaemix.summaries import Summaries, prior_scalars, write_json
+from vaemix.summaries import Summaries, flat_hparams, prior_scalars, write_json
 
 log = logging.getLogger("vaemix")
 
-EVAL_BATCH = 500
 _TERMS = ("reconstruction", "kl", "gradients")
 
 
@@ -57,24 +56,11 @@ def make_schedule(num_examples: int, batch_size: int, replicas: int, epochs: int
     return Schedule(batch_size, replicas, spe, max_steps if max_steps is not None else epochs * spe)
 
 
-def elbo_evaluator(vae: VAE, seed: int, num_samples: int = 1) -> Callable[[np.ndarray], dict[str, float]]:
-    """``images -> {elbo, reconstruction, kl}``, means in nats per example. The noise of batch ``i``
-    comes from the stateless seed ``(seed, i)``, so the same weights always give the same numbers."""
-
-    @tf.function(reduce_retracing=True)
-    def batch_sums(x: tf.Tensor, i: tf.Tensor) -> tf.Tensor:
-        noise = latent_noise(seed, i, [num_samples, tf.shape(x)[0], vae.latent_dim])
-        t = elbo(vae, x, noise)
-        return tf.stack([tf.reduce_sum(t.elbo), tf.reduce_sum(t.distortion), tf.reduce_sum(t.rate)])
-
-    def evaluate(images: np.ndarray) -> dict[str, float]:
-        sums = np.zeros(3)
-        for i, x in enumerate(eval_dataset(images, EVAL_BATCH)):
-            sums += batch_sums(x, tf.constant(i, tf.int64)).numpy()
-        elbo_mean, rec, kl = sums / len(images)
-        return {"elbo": elbo_mean, "reconstruction": rec, "kl": kl}
-
-    return evaluate
+def training_pictures(vae: VAE, data: ImageData, seed: int, n: int = 1000) -> dict:
+    """Pictures of the model on (up to ``n``) test images, for TensorBoard while training."""
+    images, labels = data.test_images[:n], None if data.test_labels is None else data.test_labels[:n]
+    _, z, clusters = model_report(vae, images, labels)
+    return all_pictures(vae, images[:32].astype("float32") / 255.0, z, clusters, labels, seed)
 
 
 def make_train_step(
@@ -146,23 +132,14 @@ def train(cfg: Config, run_dir: str | Path) -> dict[str, float]:
     schedule = make_schedule(n, t.batch_size, strategy.num_replicas_in_sync, t.epochs, t.max_steps)
 
     with strategy.scope():
-        vae = build_vae(data.image_shape, cfg.model, cfg.prior, seed)
-        optimizer = keras.optimizers.Adam(t.lr)
-        optimizer.build(vae.trainable_variables)
-    ckpts = Checkpoints(
-        run_dir / "checkpoints",
-        t.keep_checkpoints,
-        chief,
-        encoder=vae.encoder,
-        decoder=vae.decoder,
-        prior=vae.prior,
-        optimizer=optimizer,
-    )
+        vae, optimizer = build_vae_and_optimizer(data.image_shape, cfg.model, cfg.prior, t.lr, seed)
+    ckpts = Checkpoints.for_model(run_dir / "checkpoints", vae, optimizer, t.keep_checkpoints, chief)
     restored = ckpts.restore()
     start = int(optimizer.iterations.numpy())
     if restored:
         log.info("resumed from %s at step %d", restored, start)
     summaries = Summaries(run_dir / "tensorboard", enabled=chief)
+    summaries.hparams(flat_hparams(asdict(cfg)), trial=run_dir.name)
     train_step, check_finite = make_train_step(vae, optimizer, strategy, schedule, t.kl_samples, seed, t.jit)
     evaluate = elbo_evaluator(vae, seed, t.eval_samples)
 
@@ -209,6 +186,8 @@ def train(cfg: Config, run_dir: str | Path) -> dict[str, float]:
                     ev["elbo"],
                     (done - start) / (time.perf_counter() - started),
                 )
+            if chief and (last or (t.image_every and done % t.image_every == 0)):
+                summaries.images(done, training_pictures(vae, data, seed), "train")
             if done % t.checkpoint_every == 0 or last:
                 check_finite()  # never save a state that went non-finite
                 ckpts.save(done)

@@ -23,6 +23,7 @@ register_schemas()
 
 # Small enough that a training step takes milliseconds.
 TINY = [
+    "experiment=plain",
     "model.hidden=[32]",
     "model.latent_dim=2",
     "prior.components=3",

@@ -8,12 +8,21 @@ from conftest import compose_config
 from vaemix.errors import UserError
 
 
-def test_defaults_are_the_vade_recipe_on_embedded_mnist5k():
+def test_defaults_are_the_clustering_recipe_on_embedded_mnist5k():
     cfg = compose_config()
     assert cfg.data.name == "mnist5k" and cfg.model.architecture == "mlp"
     assert cfg.model.hidden == [500, 500, 2000] and cfg.model.latent_dim == 10
     assert cfg.prior.kind == "gmm" and cfg.prior.components == 10 and cfg.prior.covariance == "full"
     assert cfg.strategy.kind == "default" and cfg.trainer.kl_samples == 1
+    assert cfg.prior.init == "gmm" and cfg.trainer.pretrain_epochs > 0 and cfg.data.augment
+    assert cfg.trainer.pretrain_contrastive > 0 and cfg.model.sphere_radius
+
+
+def test_experiments_switch_the_recipe_and_command_line_wins():
+    vade = compose_config("experiment=vade", "trainer.pretrain_epochs=7")
+    assert not vade.data.augment and vade.prior.init == "gmm" and vade.trainer.pretrain_epochs == 7
+    plain = compose_config("experiment=plain")
+    assert plain.trainer.pretrain_epochs == 0 and plain.prior.init == "random"
 
 
 def test_groups_and_overrides_compose():
@@ -44,6 +53,9 @@ def test_groups_and_overrides_compose():
         ("model.likelihood=poisson", "model.likelihood='poisson' is not allowed"),
         ("model.hidden=[16,0]", r"model.hidden\[1\]=0 is out of range"),
         ("data.test_fraction=1.5", "data.test_fraction=1.5 is out of range"),
+        ("trainer.jit=sometimes", "trainer.jit='sometimes' is not allowed; choose one of: auto, true, false"),
+        ("data.augment=false", "set data.augment=true"),
+        ("trainer.pretrain_epochs=0", "set trainer.pretrain_epochs > 0, or prior.init=random"),
     ],
 )
 def test_bad_values_name_key_value_and_allowed(override, message):

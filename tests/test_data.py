@@ -121,8 +121,19 @@ def test_replica_chunks_concatenate_to_the_single_device_batches():
 def test_dynamic_binarisation_depends_on_the_counter_only():
     images = np.full((4, 2, 2, 1), 128, np.uint8)
     batches = np.array([[0, 1], [2, 3]], np.int32)
-    run = lambda counters: [b.numpy() for b in train_dataset(images, batches, counters, "dynamic", seed=5)]  # noqa: E731
+    run = lambda counters: [x.numpy() for _, x in train_dataset(images, batches, counters, "dynamic", seed=5)]  # noqa: E731
     first, again = run(np.array([7, 8])), run(np.array([7, 8]))
     assert set(np.unique(first[0])) <= {0.0, 1.0}
     np.testing.assert_array_equal(first[1], again[1])
     np.testing.assert_array_equal(run(np.array([8, 9]))[0], first[1])
+
+
+def test_augmented_views_differ_and_targets_stay_clean():
+    images = np.random.default_rng(0).integers(0, 256, size=(4, 12, 12, 1), dtype=np.uint8)
+    augment = dict(max_shift=0.2, max_rotation=20.0, max_zoom=0.1)
+    ds = train_dataset(images, np.array([[0, 1, 2, 3]], np.int32), np.array([0]), "none", 1, augment, views=2)
+    (a, b), x = next(iter(ds))
+    np.testing.assert_allclose(x.numpy(), images / 255.0, atol=1e-6)
+    assert a.shape == b.shape == x.shape and np.abs(a.numpy() - b.numpy()).mean() > 0.02
+    (same,), _ = next(iter(train_dataset(images, np.array([[0, 1, 2, 3]], np.int32), np.array([0]), "none", 1)))
+    np.testing.assert_array_equal(same.numpy(), x.numpy())

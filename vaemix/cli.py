@@ -11,7 +11,7 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from vaemix.errors import UserError
+from vaemix.errors import Preempted, UserError
 
 # TF prints pages of C++ start-up noise; keep warnings and errors only.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -31,6 +31,9 @@ def main_guard(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
         logging.getLogger("vaemix").error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except Preempted as e:
+        print(f"stopped: {e}; rerun the same command to resume", file=sys.stderr)
+        sys.exit(143)
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume from the latest checkpoint", file=sys.stderr)
         sys.exit(130)

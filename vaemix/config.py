@@ -32,6 +32,11 @@ class DataConfig:
     test_images: str | None = None
     test_labels: str | None = None
     test_fraction: float = 0.2
+    # Augmented views for the encoder (the decoder still explains the original image).
+    augment: bool = False
+    max_shift: float = 0.1  # fraction of the image size
+    max_rotation: float = 10.0  # degrees
+    max_zoom: float = 0.1
 
 
 @dataclass
@@ -44,6 +49,7 @@ class ModelConfig:
     filters: list[int] = field(default_factory=lambda: [32, 64])  # conv: stride-2 conv layers
     conv_dense: int = 256  # conv: dense layer between the convolutions and the latent head
     likelihood: str = "bernoulli"  # bernoulli | gaussian
+    sphere_radius: float | None = None  # put the encoder's mean on a sphere of this radius
 
 
 @dataclass
@@ -53,6 +59,7 @@ class PriorConfig:
     kind: str = "gmm"  # gmm | normal
     components: int = 10
     covariance: str = "full"  # full | diag
+    init: str = "random"  # random | gmm | kmeans: fit to the pretrained latent means (gmm prior only)
 
 
 @dataclass
@@ -63,14 +70,26 @@ class TrainerConfig:
     max_steps: int | None = None  # stop after this many steps in total (None: epochs decide)
     batch_size: int = 256  # global batch, split across replicas
     lr: float = 1e-3
+    prior_lr: float | None = None  # learning rate of the prior's variables (None: trainer.lr)
+    lr_decay: float = 1.0  # multiply the learning rates by this every lr_decay_epochs
+    lr_decay_epochs: int = 10
+    pretrain_epochs: int = 0  # autoencoder pretraining of the same networks before the ELBO phase
+    pretrain_lr: float = 1e-3
+    kl_warmup_epochs: int = 0  # KL weight rises linearly from 0 to 1 over these epochs
+    # Weight of the two-view contrastive term on the encoder means (needs data.augment=true), in the
+    # pretraining and the ELBO phase, and its temperature (in squared latent distance).
+    pretrain_contrastive: float = 0.0
+    contrastive: float = 0.0
+    temperature: float = 2.0
     kl_samples: int = 1  # Monte Carlo samples of z per example for reconstruction and KL
-    jit: bool = False  # XLA-compile the per-replica step
+    jit: str = "auto"  # XLA-compile the per-replica step: auto (mlp always, conv on GPU) | true | false
     log_every: int = 20  # steps between scalar summaries (and finite-loss checks)
     checkpoint_every: int = 500  # steps between checkpoints (also saved at the end)
     keep_checkpoints: int = 3
     image_every: int = 500  # steps between TensorBoard pictures (0: only at the end)
     eval_samples: int = 1  # z samples per test example for eval/elbo each epoch
     progress: bool = True  # progress bar on a terminal
+    deterministic: bool = False  # tf.config.experimental.enable_op_determinism: same numbers every run
 
 
 @dataclass
@@ -147,6 +166,9 @@ def validate(cfg: Config) -> Config:
     _choice("data.binarize", d.binarize, ("none", "static", "dynamic"))
     if d.name == "local" and not d.images:
         raise UserError("data=local needs data.images=<path to an IDX (.gz) or .npz file>")
+    _at_least("data.max_shift", d.max_shift, 0.0)
+    _at_least("data.max_rotation", d.max_rotation, 0.0)
+    _at_least("data.max_zoom", d.max_zoom, 0.0)
     if not 0.0 < d.test_fraction < 1.0:
         raise UserError(f"data.test_fraction={d.test_fraction!r} is out of range; it must be in (0, 1)")
     _choice("model.architecture", m.architecture, ("mlp", "conv"))
@@ -157,14 +179,36 @@ def validate(cfg: Config) -> Config:
     for i, width in enumerate(m.filters):
         _at_least(f"model.filters[{i}]", width, 1)
     _at_least("model.conv_dense", m.conv_dense, 1)
+    _at_least("model.sphere_radius", m.sphere_radius, 0.0, strict=True)
     _choice("prior.kind", p.kind, ("gmm", "normal"))
     _choice("prior.covariance", p.covariance, ("full", "diag"))
+    _choice("prior.init", p.init, ("random", "gmm", "kmeans"))
+    if p.init != "random" and p.kind == "gmm" and t.pretrain_epochs == 0:
+        raise UserError(
+            f"prior.init={p.init} fits the prior to pretrained latents; set trainer.pretrain_epochs > 0, "
+            "or prior.init=random (experiment=plain trains without the recipe)"
+        )
     _at_least("prior.components", p.components, 1)
+    t.jit = str(t.jit).lower()
+    _choice("trainer.jit", t.jit, ("auto", "true", "false"))
     _at_least("trainer.epochs", t.epochs, 1)
     _at_least("trainer.max_steps", t.max_steps, 1)
     _at_least("trainer.batch_size", t.batch_size, 1)
     _at_least("trainer.lr", t.lr, 0.0, strict=True)
     _at_least("trainer.kl_samples", t.kl_samples, 1)
+    _at_least("trainer.prior_lr", t.prior_lr, 0.0, strict=True)
+    _at_least("trainer.lr_decay", t.lr_decay, 0.0, strict=True)
+    _at_least("trainer.lr_decay_epochs", t.lr_decay_epochs, 1)
+    _at_least("trainer.pretrain_epochs", t.pretrain_epochs, 0)
+    _at_least("trainer.pretrain_lr", t.pretrain_lr, 0.0, strict=True)
+    _at_least("trainer.kl_warmup_epochs", t.kl_warmup_epochs, 0)
+    _at_least("trainer.pretrain_contrastive", t.pretrain_contrastive, 0.0)
+    _at_least("trainer.contrastive", t.contrastive, 0.0)
+    _at_least("trainer.temperature", t.temperature, 0.0, strict=True)
+    if (t.contrastive or t.pretrain_contrastive) and not d.augment:
+        raise UserError(
+            "trainer.contrastive / trainer.pretrain_contrastive compare two augmented views; set data.augment=true"
+        )
     _at_least("trainer.log_every", t.log_every, 1)
     _at_least("trainer.checkpoint_every", t.checkpoint_every, 1)
     _at_least("trainer.keep_checkpoints", t.keep_checkpoints, 1)

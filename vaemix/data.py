@@ -311,23 +311,61 @@ def to_unit(images: tf.Tensor) -> tf.Tensor:
     return tf.cast(images, tf.float32) / 255.0
 
 
-def train_dataset(
-    images: np.ndarray, batches: np.ndarray, counters: np.ndarray, binarize: str, seed: int
-) -> tf.data.Dataset:
-    """Batches of ``float32 [b, H, W, C]`` images for the index rows of ``batches`` (see
-    :func:`index_batches`).
+def random_affine(x: tf.Tensor, seed: tf.Tensor, max_shift: float, max_rotation: float, max_zoom: float) -> tf.Tensor:
+    """Each image of ``x [B, H, W, C]`` shifted (up to ``max_shift`` of its size), rotated (up to
+    ``max_rotation`` degrees) and zoomed (up to ``1 +- max_zoom``) about its centre, by the stateless
+    ``seed``; pixels that come from outside are 0."""
+    b, h, w = tf.shape(x)[0], tf.cast(tf.shape(x)[1], tf.float32), tf.cast(tf.shape(x)[2], tf.float32)
+    u = tf.random.stateless_uniform([b, 4], seed=seed, minval=-1.0, maxval=1.0)  # [B, 4]
+    angle = u[:, 0] * max_rotation * np.pi / 180.0
+    zoom = 1.0 + u[:, 1] * max_zoom
+    tx, ty = u[:, 2] * max_shift * w, u[:, 3] * max_shift * h
+    # The op maps each *output* pixel to its input pixel: in = R(-angle) / zoom (out - c - t) + c.
+    cos, sin = tf.cos(angle) / zoom, tf.sin(angle) / zoom
+    cx, cy = (w - 1.0) / 2.0, (h - 1.0) / 2.0
+    ox, oy = cx + tx, cy + ty
+    transforms = tf.stack(
+        [cos, sin, cx - cos * ox - sin * oy, -sin, cos, cy + sin * ox - cos * oy, tf.zeros([b]), tf.zeros([b])],
+        axis=1,
+    )  # [B, 8]
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=x,
+        transforms=transforms,
+        output_shape=tf.shape(x)[1:3],
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="CONSTANT",
+    )
 
-    Dynamic binarisation draws fresh Bernoulli pixels per row from the stateless seed
-    ``(seed, counter)``, so a resumed run draws what the uninterrupted run would have.
+
+def train_dataset(
+    images: np.ndarray,
+    batches: np.ndarray,
+    counters: np.ndarray,
+    binarize: str,
+    seed: int,
+    augment: dict[str, float] | None = None,
+    views: int = 1,
+) -> tf.data.Dataset:
+    """``(views, targets)`` batches for the index rows of ``batches`` (see :func:`index_batches`):
+    ``targets`` ``float32 [b, H, W, C]`` are the images the decoder must explain, ``views`` a tuple of
+    ``views`` tensors like it for the encoder to see: the targets themselves, or independent
+    :func:`random_affine` views with ``augment`` (keys ``max_shift``, ``max_rotation``, ``max_zoom``),
+    which teach the encoder that pose is not identity. Dynamic binarisation and augmentation draw from
+    stateless seeds ``(seed, counter)``, so a resumed run draws what the uninterrupted run would have.
     """
     pixels = tf.constant(images)  # [N, H, W, C] uint8, kept on the host
 
-    def fetch(i: tf.Tensor, idx: tf.Tensor) -> tf.Tensor:
+    def fetch(i: tf.Tensor, idx: tf.Tensor) -> tuple[tuple[tf.Tensor, ...], tf.Tensor]:
         x = to_unit(tf.gather(pixels, idx))
         if binarize == "dynamic":
             u = tf.random.stateless_uniform(tf.shape(x), seed=tf.stack([tf.cast(seed, tf.int64), i]))
             x = tf.cast(u < x, tf.float32)
-        return x
+        if not augment:
+            return (x,) * views, x
+        return tuple(
+            random_affine(x, tf.stack([tf.cast(seed, tf.int64) + 17 + v, i]), **augment) for v in range(views)
+        ), x
 
     ds = tf.data.Dataset.from_tensor_slices((counters, batches))
     return ds.map(fetch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)

@@ -6,3 +6,7 @@ class UserError(Exception):
 
     Entry points print ``str(error)`` on one line and exit with status 2.
     """
+
+
+class Preempted(Exception):
+    """SIGTERM arrived; a checkpoint was saved. Entry points exit with status 143 (128 + SIGTERM)."""

@@ -70,8 +70,7 @@ def iwae_nll(vae: VAE, images: np.ndarray, num_samples: int, seed: int = 0, batc
 
 def latent_means(vae: VAE, images: np.ndarray) -> np.ndarray:
     """Encoder means ``[N, D]``."""
-    encode = tf.function(lambda x: vae.encoder(x).mean(), reduce_retracing=True)
-    return np.concatenate([encode(x).numpy() for x in eval_dataset(images, EVAL_BATCH)])
+    return np.concatenate([vae.encoder(x).mean().numpy() for x in eval_dataset(images, EVAL_BATCH)])
 
 
 def assign_components(prior: MixturePrior, z: np.ndarray) -> np.ndarray:

@@ -30,7 +30,7 @@ def build_vae(image_shape: Sequence[int], model: ModelConfig, prior: PriorConfig
     arch = dict(
         architecture=model.architecture, hidden=model.hidden, filters=model.filters, conv_dense=model.conv_dense
     )
-    encoder = build_encoder(image_shape, model.latent_dim, **arch)
+    encoder = build_encoder(image_shape, model.latent_dim, sphere_radius=model.sphere_radius, **arch)
     decoder = build_decoder(image_shape, model.latent_dim, likelihood=model.likelihood, **arch)
     return VAE(encoder, decoder, build_prior(prior.kind, model.latent_dim, prior.components, prior.covariance, seed))
 

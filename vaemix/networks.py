@@ -15,9 +15,17 @@ from vaemix.keras import keras, tfd, tfpl
 _MIN_PIXEL_SCALE = 1e-3  # floor on the Gaussian pixel std: constant background pixels would drive it to 0
 
 
-def _encoder_head(latent_dim: int) -> list[keras.layers.Layer]:
-    return [
-        keras.layers.Dense(tfpl.MultivariateNormalTriL.params_size(latent_dim), dtype="float32"),
+def _encoder_head(latent_dim: int, sphere_radius: float | None = None) -> list[keras.layers.Layer]:
+    layers = [keras.layers.Dense(tfpl.MultivariateNormalTriL.params_size(latent_dim), dtype="float32")]
+    if sphere_radius:
+        # The mean lives on a sphere: the contrastive pretraining shapes directions, not norms, and the
+        # clusters it forms there are the ones a Gaussian mixture over z can model.
+        def on_sphere(params: tf.Tensor) -> tf.Tensor:
+            loc = sphere_radius * tf.math.l2_normalize(params[..., :latent_dim], axis=-1)
+            return tf.concat([loc, params[..., latent_dim:]], axis=-1)
+
+        layers.append(keras.layers.Lambda(on_sphere, dtype="float32"))
+    return layers + [
         # scale_tril through FillScaleTriL: softplus diagonal (+1e-5), so q never degenerates.
         tfpl.MultivariateNormalTriL(latent_dim, convert_to_tensor_fn=tfd.Distribution.mean, dtype="float32"),
     ]
@@ -54,8 +62,10 @@ def build_encoder(
     hidden: Sequence[int] = (500, 500, 2000),
     filters: Sequence[int] = (32, 64),
     conv_dense: int = 256,
+    sphere_radius: float | None = None,
 ) -> keras.Model:
-    """``x [B, H, W, C] -> q(z|x)``, a MultivariateNormalTriL with batch ``[B]`` and event ``[latent_dim]``."""
+    """``x [B, H, W, C] -> q(z|x)``, a MultivariateNormalTriL with batch ``[B]`` and event ``[latent_dim]``;
+    with ``sphere_radius`` its mean is scaled to that norm."""
     layers: list[keras.layers.Layer] = [keras.Input(tuple(image_shape))]
     if architecture == "mlp":
         layers += [keras.layers.Flatten()]
@@ -63,7 +73,7 @@ def build_encoder(
     else:
         layers += [keras.layers.Conv2D(f, 4, strides=2, padding="same", activation="relu") for f in filters]
         layers += [keras.layers.Flatten(), keras.layers.Dense(conv_dense, activation="relu")]
-    return keras.Sequential(layers + _encoder_head(latent_dim), name="encoder")
+    return keras.Sequential(layers + _encoder_head(latent_dim, sphere_radius), name="encoder")
 
 
 def build_decoder(

@@ -19,6 +19,7 @@ class ElboTerms(NamedTuple):
     distortion: tf.Tensor  # [B]  -mean_s log p(x|z_s)
     rate: tf.Tensor  # [B]  mean_s [log q(z_s|x) - log p(z_s)]
     log_weights: tf.Tensor  # [S, B]  log p(x|z_s) + log p(z_s) - log q(z_s|x)
+    latent_mean: tf.Tensor  # [B, D]  mean of q(z|inputs)
 
     @property
     def elbo(self) -> tf.Tensor:
@@ -34,9 +35,13 @@ def reparameterize(q: tfd.MultivariateNormalTriL, noise: tf.Tensor) -> tf.Tensor
     return q.loc + tf.einsum("bij,sbj->sbi", q.scale.to_dense(), noise)
 
 
-def elbo(vae: VAE, x: tf.Tensor, noise: tf.Tensor) -> ElboTerms:
-    """ELBO terms of images ``x [B, H, W, C]`` with ``S`` latent samples from ``noise [S, B, D]``."""
-    q = vae.encoder(x)  # batch [B], event [D]
+def elbo(vae: VAE, x: tf.Tensor, noise: tf.Tensor, inputs: tf.Tensor | None = None) -> ElboTerms:
+    """ELBO terms of images ``x [B, H, W, C]`` with ``S`` latent samples from ``noise [S, B, D]``.
+
+    The encoder sees ``inputs`` (default ``x``; an augmented view of ``x`` while training), the decoder
+    explains ``x``.
+    """
+    q = vae.encoder(x if inputs is None else inputs)  # batch [B], event [D]
     z = reparameterize(q, noise)  # [S, B, D]
     log_q = q.log_prob(z)  # [S, B]
     log_pz = vae.prior().log_prob(z)  # [S, B]
@@ -48,6 +53,7 @@ def elbo(vae: VAE, x: tf.Tensor, noise: tf.Tensor) -> ElboTerms:
         distortion=-tf.reduce_mean(log_px, axis=0),
         rate=tf.reduce_mean(log_q - log_pz, axis=0),
         log_weights=log_px + log_pz - log_q,
+        latent_mean=q.loc,
     )
 
 
@@ -60,3 +66,19 @@ def iwae_bound(log_weights: tf.Tensor) -> tf.Tensor:
 def latent_noise(seed: int | tf.Tensor, counter: tf.Tensor, shape: tf.Tensor | list) -> tf.Tensor:
     """Standard normal ``noise`` of ``shape`` from the stateless seed ``(seed, counter)``."""
     return tf.random.stateless_normal(shape, seed=tf.stack([tf.cast(seed, tf.int64), tf.cast(counter, tf.int64)]))
+
+
+def contrastive_loss(a: tf.Tensor, b: tf.Tensor, temperature: float) -> tf.Tensor:
+    """Per-example InfoNCE between two views' latent means ``a, b [B, D] -> [B]``.
+
+    Each example's other view must be the nearest of the batch under ``-|a_i - b_j|^2 / temperature``:
+    squared Euclidean distance, so the clusters it forms are the ones a Gaussian mixture in z sees.
+    Symmetric in the two views.
+    """
+    sq = (
+        tf.reduce_sum(a**2, -1)[:, None] + tf.reduce_sum(b**2, -1)[None, :] - 2.0 * tf.matmul(a, b, transpose_b=True)
+    )  # [B, B]
+    logits = -sq / temperature
+    labels = tf.range(tf.shape(a)[0])
+    ce = tf.nn.sparse_softmax_cross_entropy_with_logits
+    return 0.5 * (ce(labels, logits) + ce(labels, tf.transpose(logits)))

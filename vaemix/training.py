@@ -1,32 +1,47 @@
-"""The training loop: a ``tf.function`` step under a ``tf.distribute`` strategy, with checkpoints,
-TensorBoard scalars, a held-out ELBO each epoch, and exact resume from the latest checkpoint."""
+"""The training loop: ``tf.function`` steps under a ``tf.distribute`` strategy, with checkpoints,
+TensorBoard summaries, held-out metrics each epoch, and exact resume from the latest checkpoint.
+
+A run has up to two phases, each resumable on its own:
+
+1. ``pretrain`` (``trainer.pretrain_epochs``): the encoder and decoder as a plain autoencoder
+   (z = encoder mean), checkpointed under ``checkpoints/pretrain``; then the prior is fitted to the
+   pretrained latent means (``prior.init``) and saved at once as ``ckpt-0``.
+2. the ELBO phase: distortion + beta * rate, beta warming up over ``trainer.kl_warmup_epochs``.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
 from vaemix.checkpoints import Checkpoints
 from vaemix.config import Config
 from vaemix.data import ImageData, data_kwargs, index_batches, load, steps_per_epoch, train_dataset
-from vaemix.errors import UserError
-from vaemix.evaluation import elbo_evaluator, model_report
+from vaemix.errors import Preempted, UserError
+from vaemix.evaluation import elbo_evaluator, latent_means, model_report
 from vaemix.keras import keras
-from vaemix.models import VAE, build_vae_and_optimizer
-from vaemix.objectives import elbo, latent_noise
+from vaemix.models import VAE, build_vae
+from vaemix.objectives import contrastive_loss, elbo, latent_noise
 from vaemix.pictures import all_pictures
+from vaemix.priors import MixturePrior
 from vaemix.strategies import is_chief, make_strategy
 from vaemix.summaries import Summaries, flat_hparams, prior_scalars, write_json
 
 log = logging.getLogger("vaemix")
 
 _TERMS = ("reconstruction", "kl", "gradients")
+_PRETRAIN_SEED = 1_000_003  # offset of the pretraining phase's data order and augmentation draws
 
 
 class NonFiniteError(UserError):
@@ -56,58 +71,81 @@ def make_schedule(num_examples: int, batch_size: int, replicas: int, epochs: int
     return Schedule(batch_size, replicas, spe, max_steps if max_steps is not None else epochs * spe)
 
 
-def training_pictures(vae: VAE, data: ImageData, seed: int, n: int = 1000) -> dict:
-    """Pictures of the model on (up to ``n``) test images, for TensorBoard while training."""
-    images, labels = data.test_images[:n], None if data.test_labels is None else data.test_labels[:n]
-    _, z, clusters = model_report(vae, images, labels)
-    return all_pictures(vae, images[:32].astype("float32") / 255.0, z, clusters, labels, seed)
+def use_jit(setting: str, architecture: str) -> bool:
+    """Resolve ``trainer.jit``: measured on CPU, XLA speeds the MLP step and slows the conv step."""
+    if setting != "auto":
+        return setting == "true"
+    return architecture == "mlp" or bool(tf.config.list_physical_devices("GPU"))
+
+
+def _network_variables(vae: VAE) -> list[tf.Variable]:
+    return [*vae.encoder.trainable_variables, *vae.decoder.trainable_variables]
 
 
 def make_train_step(
     vae: VAE,
-    optimizer: keras.optimizers.Optimizer,
+    updates: list[tuple[keras.optimizers.Optimizer, list[tf.Variable]]],
     strategy: tf.distribute.Strategy,
     schedule: Schedule,
     kl_samples: int,
     seed: int,
     jit: bool,
+    contrastive: float = 0.0,
+    temperature: float = 1.0,
 ):
-    """The distributed step ``(per-replica x, step) -> global means`` and the first-non-finite record."""
-    variables = vae.trainable_variables
+    """The distributed step ``(per-replica (views, targets), step, beta) -> global means`` and a
+    ``check_finite()`` that raises at the first step whose loss or gradients were not finite.
+
+    ``updates`` pairs each optimizer with the variables it updates. ``kl_samples=0`` trains a plain
+    autoencoder: z is the encoder mean and only the distortion counts. ``contrastive > 0`` adds that
+    weight times :func:`contrastive_loss` between the encoder means of two views (needs two views).
+    """
+    variables = [v for _, vs in updates for v in vs]
     gb, b, d = schedule.global_batch, schedule.local_batch, vae.latent_dim
     first_bad = tf.Variable(-1, dtype=tf.int64, trainable=False)  # step of the first non-finite update
     bad_terms = tf.Variable([False] * len(_TERMS), trainable=False)
 
-    def loss_and_grads(x: tf.Tensor, noise: tf.Tensor):
+    def loss_and_grads(views: tuple[tf.Tensor, ...], targets: tf.Tensor, noise: tf.Tensor, beta: tf.Tensor):
         with tf.GradientTape() as tape:
-            terms = elbo(vae, x, noise)
+            terms = elbo(vae, targets, noise, inputs=views[0])
+            per_example = terms.distortion + beta * terms.rate
+            if contrastive:
+                other = vae.encoder(views[1]).mean()
+                per_example += contrastive * contrastive_loss(terms.latent_mean, other, temperature)
             # Mean over the *global* batch, so summing replicas' gradients gives the global gradient.
-            loss = tf.nn.compute_average_loss(terms.distortion + terms.rate, global_batch_size=gb)
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=gb)
         grads = tape.gradient(loss, variables)
         return tf.reduce_sum(terms.distortion), tf.reduce_sum(terms.rate), grads
 
     # XLA compiles the per-replica maths only: a jit-compiled function around strategy.run fails.
     compute = tf.function(loss_and_grads, jit_compile=True) if jit else loss_and_grads
 
-    def replica_step(x: tf.Tensor, step: tf.Tensor):
-        # Noise for the whole global batch, then this replica's rows: the same z whatever the layout.
-        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-        noise = latent_noise(seed, step, [kl_samples, gb, d])[:, replica * b : (replica + 1) * b]
-        distortion, rate, grads = compute(x, noise)
+    def replica_step(batch: tuple[tuple[tf.Tensor, ...], tf.Tensor], step: tf.Tensor, beta: tf.Tensor):
+        views, targets = batch
+        if kl_samples:
+            # Noise for the whole global batch, then this replica's rows: the same z whatever the layout.
+            replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+            noise = latent_noise(seed, step, [kl_samples, gb, d])[:, replica * b : (replica + 1) * b]
+        else:
+            noise = tf.zeros([1, tf.shape(targets)[0], d])
+        distortion, rate, grads = compute(views, targets, noise, beta)
         grads_ok = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
-        optimizer.apply_gradients(zip(grads, variables, strict=True))
+        i = 0
+        for optimizer, vs in updates:
+            optimizer.apply_gradients(zip(grads[i : i + len(vs)], vs, strict=True))
+            i += len(vs)
         return distortion, rate, tf.cast(grads_ok, tf.float32)
 
     @tf.function
-    def train_step(x, step: tf.Tensor) -> dict[str, tf.Tensor]:
-        distortion, rate, grads_ok = strategy.run(replica_step, args=(x, step))
+    def train_step(batch, step: tf.Tensor, beta: tf.Tensor) -> dict[str, tf.Tensor]:
+        distortion, rate, grads_ok = strategy.run(replica_step, args=(batch, step, beta))
         total = lambda v: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)  # noqa: E731
         rec, kl = total(distortion) / gb, total(rate) / gb
         ok = tf.stack([tf.math.is_finite(rec), tf.math.is_finite(kl), total(grads_ok) >= schedule.replicas])
         is_first = (first_bad < 0) & ~tf.reduce_all(ok)
         first_bad.assign(tf.where(is_first, step, first_bad))
         bad_terms.assign(tf.where(is_first, ~ok, bad_terms))
-        return {"train/loss": rec + kl, "train/reconstruction": rec, "train/kl": kl}
+        return {"loss": rec + beta * kl, "reconstruction": rec, "kl": kl}
 
     def check_finite() -> None:
         step = int(first_bad.numpy())
@@ -121,92 +159,298 @@ def make_train_step(
     return train_step, check_finite
 
 
-def train(cfg: Config, run_dir: str | Path) -> dict[str, float]:
-    """Train (or resume) the run in ``run_dir`` as ``cfg`` says; return the final metrics."""
-    strategy = make_strategy(cfg.strategy.kind, cfg.strategy.devices)  # before any other TF op
-    run_dir = Path(run_dir)
-    t, seed = cfg.trainer, cfg.seed
-    chief = is_chief(strategy)
-    data: ImageData = load(cfg.data.name, seed=seed, **data_kwargs(cfg.data))
-    n = len(data.train_images)
-    schedule = make_schedule(n, t.batch_size, strategy.num_replicas_in_sync, t.epochs, t.max_steps)
+def fit_prior(prior: MixturePrior, z: np.ndarray, method: str, seed: int) -> None:
+    """Set the mixture to a GMM (or k-means clusters) fitted to latent vectors ``z [N, D]``."""
+    from sklearn.cluster import KMeans
+    from sklearn.mixture import GaussianMixture
 
-    with strategy.scope():
-        vae, optimizer = build_vae_and_optimizer(data.image_shape, cfg.model, cfg.prior, t.lr, seed)
-    ckpts = Checkpoints.for_model(run_dir / "checkpoints", vae, optimizer, t.keep_checkpoints, chief)
-    restored = ckpts.restore()
-    start = int(optimizer.iterations.numpy())
-    if restored:
-        log.info("resumed from %s at step %d", restored, start)
-    summaries = Summaries(run_dir / "tensorboard", enabled=chief)
-    summaries.hparams(flat_hparams(asdict(cfg)), trial=run_dir.name)
-    train_step, check_finite = make_train_step(vae, optimizer, strategy, schedule, t.kl_samples, seed, t.jit)
-    evaluate = elbo_evaluator(vae, seed, t.eval_samples)
+    k, d = prior.components, z.shape[1]
+    if method == "gmm":
+        cov_type = "full" if prior.covariance == "full" else "diag"
+        gmm = GaussianMixture(k, covariance_type=cov_type, n_init=3, reg_covar=1e-4, random_state=seed).fit(z)
+        cov = gmm.covariances_ if cov_type == "full" else np.stack([np.diag(c) for c in gmm.covariances_])
+        prior.assign(gmm.weights_, gmm.means_, cov)
+        return
+    labels = KMeans(k, n_init=10, random_state=seed).fit_predict(z)
+    weights = np.bincount(labels, minlength=k) / len(z)
+    means = np.stack([z[labels == j].mean(0) if np.any(labels == j) else z.mean(0) for j in range(k)])
+    cov = np.stack(
+        [np.cov(z[labels == j].T) + 1e-3 * np.eye(d) if np.sum(labels == j) > d else np.eye(d) for j in range(k)]
+    )
+    if prior.covariance == "diag":
+        cov = np.stack([np.diag(np.diag(c)) for c in cov])
+    prior.assign(np.maximum(weights, 1e-3) / np.maximum(weights, 1e-3).sum(), means, cov)
 
-    def pipeline(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
-        per_pipeline = schedule.replicas // ctx.num_input_pipelines
-        mine = slice(ctx.input_pipeline_id * per_pipeline, (ctx.input_pipeline_id + 1) * per_pipeline)
-        batches, counters = index_batches(
-            n, schedule.global_batch, seed, start, schedule.total_steps, schedule.replicas, mine
-        )
-        return train_dataset(data.train_images, batches, counters, cfg.data.binarize, seed)
 
-    metrics: dict[str, float] = {}
-    if start < schedule.total_steps:
-        batches = iter(strategy.distribute_datasets_from_function(pipeline))
+def training_pictures(vae: VAE, data: ImageData, seed: int, n: int = 1000) -> dict:
+    """Pictures of the model on (up to ``n``) test images, for TensorBoard while training."""
+    images, labels = data.test_images[:n], None if data.test_labels is None else data.test_labels[:n]
+    _, z, clusters = model_report(vae, images, labels)
+    return all_pictures(vae, images[:32].astype("float32") / 255.0, z, clusters, labels, seed)
+
+
+@contextlib.contextmanager
+def sigterm_flag():
+    """While active, SIGTERM only sets ``flag["signal"]``, so the loop can save at a step boundary."""
+    flag: dict[str, int | None] = {"signal": None}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag  # signal handlers can only be installed from the main thread
+        return
+
+    def handler(signum: int, frame) -> None:
+        flag["signal"] = signum
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@dataclass
+class Loop:
+    """What both phases share: the strategy, the data, where to report."""
+
+    strategy: tf.distribute.Strategy
+    data: ImageData
+    cfg: Config
+    chief: bool
+    summaries: Summaries
+
+    def batches(self, schedule: Schedule, start: int, seed: int, views: int = 1):
+        """Iterator over the distributed ``(inputs, targets)`` batches of steps ``[start, total)``."""
+        d = self.cfg.data
+        n = len(self.data.train_images)
+        augment = dict(max_shift=d.max_shift, max_rotation=d.max_rotation, max_zoom=d.max_zoom) if d.augment else None
+
+        def pipeline(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
+            per_pipeline = schedule.replicas // ctx.num_input_pipelines
+            mine = slice(ctx.input_pipeline_id * per_pipeline, (ctx.input_pipeline_id + 1) * per_pipeline)
+            rows, counters = index_batches(
+                n, schedule.global_batch, seed, start, schedule.total_steps, schedule.replicas, mine
+            )
+            return train_dataset(self.data.train_images, rows, counters, d.binarize, seed, augment, views)
+
+        return iter(self.strategy.distribute_datasets_from_function(pipeline))
+
+    def run(
+        self,
+        name: str,
+        schedule: Schedule,
+        start: int,
+        train_step,
+        check_finite: Callable[[], None],
+        ckpts: Checkpoints,
+        seed: int,
+        beta: Callable[[int], float],
+        on_epoch: Callable[[int], dict[str, float]] | None = None,
+        on_picture: Callable[[int], None] | None = None,
+        views: int = 1,
+    ) -> dict[str, float]:
+        """Steps ``[start, schedule.total_steps)``; returns the last logged metrics."""
+        t = self.cfg.trainer
+        metrics: dict[str, float] = {}
+        if start >= schedule.total_steps:
+            return metrics
+        batches = self.batches(schedule, start, seed, views)
         bar = tqdm(
             total=schedule.total_steps,
             initial=start,
             unit="step",
+            desc=name,
             dynamic_ncols=True,
-            disable=not (t.progress and chief and sys.stderr.isatty()),
+            disable=not (t.progress and self.chief and sys.stderr.isatty()),
         )
         started = time.perf_counter()
-        for step in range(start, schedule.total_steps):
-            values = train_step(next(batches), tf.constant(step, tf.int64))
-            done = step + 1
-            bar.update(1)
-            epoch_end = done % schedule.steps_per_epoch == 0
-            last = done == schedule.total_steps
-            if done % t.log_every == 0 or epoch_end or last:
-                check_finite()
-                metrics = {k: float(v) for k, v in values.items()}
-                summaries.scalars(done, {**metrics, **prior_scalars(vae.prior)})
-                bar.set_postfix(loss=f"{metrics['train/loss']:.2f}")
-            if epoch_end or last:
-                ev = evaluate(data.test_images)
-                summaries.scalars(done, {f"eval/{k}": v for k, v in ev.items()})
-                metrics.update({f"eval/{k}": v for k, v in ev.items()})
-                log.info(
-                    "epoch %d step %d/%d  train/loss %.2f  eval/elbo %.2f  (%.0f steps/s)",
-                    done // schedule.steps_per_epoch,
-                    done,
-                    schedule.total_steps,
-                    metrics["train/loss"],
-                    ev["elbo"],
-                    (done - start) / (time.perf_counter() - started),
-                )
-            if chief and (last or (t.image_every and done % t.image_every == 0)):
-                summaries.images(done, training_pictures(vae, data, seed), "train")
-            if done % t.checkpoint_every == 0 or last:
-                check_finite()  # never save a state that went non-finite
-                ckpts.save(done)
+        with sigterm_flag() as stop:
+            for step in range(start, schedule.total_steps):
+                values = train_step(next(batches), tf.constant(step, tf.int64), tf.constant(beta(step), tf.float32))
+                done = step + 1
+                bar.update(1)
+                epoch_end, last = done % schedule.steps_per_epoch == 0, done == schedule.total_steps
+                if done % t.log_every == 0 or epoch_end or last:
+                    check_finite()
+                    metrics = {f"{name}/{k}": float(v) for k, v in values.items()}
+                    self.summaries.scalars(done, metrics)
+                    bar.set_postfix(loss=f"{metrics[f'{name}/loss']:.2f}")
+                if epoch_end or last:
+                    extra = on_epoch(done) if on_epoch else {}
+                    metrics |= extra
+                    shown = "  ".join(
+                        f"{k} {v:.3f}" for k, v in extra.items() if k.split("/")[-1] in ("elbo", "cluster_acc")
+                    )
+                    log.info(
+                        "%s epoch %d step %d/%d  loss %.2f  %s  (%.0f steps/s)",
+                        name,
+                        -(-done // schedule.steps_per_epoch),
+                        done,
+                        schedule.total_steps,
+                        metrics[f"{name}/loss"],
+                        shown,
+                        (done - start) / (time.perf_counter() - started),
+                    )
+                if on_picture and self.chief and (last or (t.image_every and done % t.image_every == 0)):
+                    on_picture(done)
+                if done % t.checkpoint_every == 0 or last:
+                    check_finite()  # never save a state that went non-finite
+                    ckpts.save(done)
+                if stop["signal"] is not None:
+                    check_finite()
+                    ckpts.save(done)
+                    bar.close()
+                    raise Preempted(f"SIGTERM at {name} step {done}; checkpoint saved")
         bar.close()
-        summaries.flush()
+        self.summaries.flush()
+        return metrics
+
+
+def _decayed(lr: float, decay: float, every_steps: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    if decay == 1.0:
+        return lr
+    return keras.optimizers.schedules.ExponentialDecay(lr, every_steps, decay, staircase=True)
+
+
+@dataclass
+class State:
+    """The model and its optimizers: ``updates`` pairs each ELBO-phase optimizer with its variables."""
+
+    vae: VAE
+    optimizer: keras.optimizers.Optimizer  # its step counter is the run's step
+    updates: list[tuple[keras.optimizers.Optimizer, list[tf.Variable]]]
+    optimizers: dict[str, keras.optimizers.Optimizer]  # what the checkpoint holds, by name
+    pre_optimizer: keras.optimizers.Optimizer
+
+
+def build_state(cfg: Config, image_shape: tuple[int, ...], steps_per_epoch: int) -> State:
+    """Model and optimizers (slots built, so checkpoints restore at once); call in ``strategy.scope()``."""
+    t = cfg.trainer
+    vae = build_vae(image_shape, cfg.model, cfg.prior, cfg.seed)
+    decay_steps = t.lr_decay_epochs * steps_per_epoch
+    optimizer = keras.optimizers.Adam(_decayed(t.lr, t.lr_decay, decay_steps))
+    updates = [(optimizer, list(vae.trainable_variables))]
+    optimizers = {"optimizer": optimizer}
+    if t.prior_lr is not None and vae.prior.trainable_variables:
+        prior_optimizer = keras.optimizers.Adam(_decayed(t.prior_lr, t.lr_decay, decay_steps))
+        updates = [(optimizer, _network_variables(vae)), (prior_optimizer, list(vae.prior.trainable_variables))]
+        optimizers["prior_optimizer"] = prior_optimizer
+    for opt, vs in updates:
+        opt.build(vs)
+    pre_optimizer = keras.optimizers.Adam(t.pretrain_lr)
+    pre_optimizer.build(_network_variables(vae))
+    return State(vae, optimizer, updates, optimizers, pre_optimizer)
+
+
+def train(cfg: Config, run_dir: str | Path) -> dict[str, float]:
+    """Train (or resume) the run in ``run_dir`` as ``cfg`` says; return the final metrics."""
+    strategy = make_strategy(cfg.strategy.kind, cfg.strategy.devices)  # before any other TF op
+    if cfg.trainer.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    run_dir = Path(run_dir)
+    t, seed = cfg.trainer, cfg.seed
+    chief = is_chief(strategy)
+    data: ImageData = load(cfg.data.name, seed=seed, **data_kwargs(cfg.data))
+    n, replicas = len(data.train_images), strategy.num_replicas_in_sync
+    schedule = make_schedule(n, t.batch_size, replicas, t.epochs, t.max_steps)
+    pre_schedule = make_schedule(n, t.batch_size, replicas, max(t.pretrain_epochs, 1), None)
+    spe = schedule.steps_per_epoch
+
+    with strategy.scope():
+        state = build_state(cfg, data.image_shape, spe)
+    vae, optimizer = state.vae, state.optimizer
+    ckpts = Checkpoints(
+        run_dir / "checkpoints",
+        t.keep_checkpoints,
+        chief,
+        encoder=vae.encoder,
+        decoder=vae.decoder,
+        prior=vae.prior,
+        **state.optimizers,
+    )
+    summaries = Summaries(run_dir / "tensorboard", enabled=chief)
+    loop = Loop(strategy, data, cfg, chief, summaries)
+    evaluate = elbo_evaluator(vae, seed, t.eval_samples)
+
+    def eval_metrics(step: int) -> dict[str, float]:
+        ev = evaluate(data.test_images)
+        clustering, _, _ = model_report(vae, data.test_images, data.test_labels)
+        values = {f"eval/{k}": float(v) for k, v in (ev | clustering).items()} | prior_scalars(vae.prior)
+        summaries.scalars(step, values)
+        return values
+
+    restored = ckpts.restore()
+    if restored:
+        log.info("resumed from %s at step %d", restored, int(optimizer.iterations.numpy()))
     else:
+        summaries.hparams(flat_hparams(asdict(cfg)), trial=run_dir.name)
+        if t.pretrain_epochs:
+            pretrain(loop, vae, state.pre_optimizer, pre_schedule, run_dir, seed)
+        if cfg.prior.init != "random" and isinstance(vae.prior, MixturePrior):
+            z = latent_means(vae, data.train_images)
+            fit_prior(vae.prior, z, cfg.prior.init, seed)
+            init = eval_metrics(0)
+            log.info(
+                "prior initialised by %s: test cluster_acc %s",
+                cfg.prior.init,
+                f"{init['eval/cluster_acc']:.3f}" if "eval/cluster_acc" in init else "n/a",
+            )
+        ckpts.save(0)  # the pretrained networks and the fitted prior are never redone
+
+    start = int(optimizer.iterations.numpy())
+    warmup = t.kl_warmup_epochs * spe
+    jit = use_jit(t.jit, cfg.model.architecture)
+    train_step, check_finite = make_train_step(
+        vae, state.updates, strategy, schedule, t.kl_samples, seed, jit, t.contrastive, t.temperature
+    )
+    metrics = loop.run(
+        "train",
+        schedule,
+        start,
+        train_step,
+        check_finite,
+        ckpts,
+        seed,
+        beta=lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0,
+        on_epoch=eval_metrics,
+        on_picture=lambda step: summaries.images(step, training_pictures(vae, data, seed), "train"),
+        views=2 if t.contrastive else 1,
+    )
+    if start >= schedule.total_steps:
         log.info("already trained to step %d; evaluating only", start)
 
-    ev = evaluate(data.test_images)
+    final = eval_metrics(int(optimizer.iterations.numpy()))
     result = {
         "step": int(optimizer.iterations.numpy()),
-        "elbo": ev["elbo"],
-        "reconstruction": ev["reconstruction"],
-        "kl": ev["kl"],
         "num_examples": len(data.test_images),
+        **{k.removeprefix("eval/"): v for k, v in final.items() if k.startswith("eval/")},
         **{k: v for k, v in metrics.items() if k.startswith("train/")},
-        **prior_scalars(vae.prior),
+        **{k: v for k, v in final.items() if k.startswith("prior/")},
     }
     if chief:
         write_json(run_dir / "metrics.json", result)
     ckpts.close()
     return result
+
+
+def pretrain(loop: Loop, vae: VAE, optimizer, schedule: Schedule, run_dir: Path, seed: int) -> None:
+    """Phase 1: the encoder and decoder as an autoencoder (z = encoder mean), resumable on its own."""
+    ckpts = Checkpoints(
+        run_dir / "checkpoints" / "pretrain",
+        1,
+        loop.chief,
+        encoder=vae.encoder,
+        decoder=vae.decoder,
+        optimizer=optimizer,
+    )
+    ckpts.restore()
+    start = int(optimizer.iterations.numpy())
+    if start:
+        log.info("resuming pretraining at step %d", start)
+    t = loop.cfg.trainer
+    step, check = make_train_step(
+        vae, [(optimizer, _network_variables(vae))], loop.strategy, schedule, 0, seed + _PRETRAIN_SEED,
+        use_jit(t.jit, loop.cfg.model.architecture),
+        t.pretrain_contrastive, t.temperature,
+    )  # fmt: skip
+    views = 2 if t.pretrain_contrastive else 1
+    loop.run("pretrain", schedule, start, step, check, ckpts, seed + _PRETRAIN_SEED, beta=lambda _: 0.0, views=views)
+    ckpts.close()

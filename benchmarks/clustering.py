@@ -1,0 +1,127 @@
+"""Clustering quality over seeds: a vaemix experiment against classical baselines on the same split.
+
+    python benchmarks/clustering.py                                  # experiment=clustering, 5 seeds
+    python benchmarks/clustering.py --experiment vade --seeds 3
+    python benchmarks/clustering.py --normal-prior --iwae-samples 200  # also prior=normal, IWAE NLL of both
+
+Each seed is a real ``python train.py experiment=<name> seed=<s>`` run; ACC / NMI / ARI are the model's
+own clusters (argmax_k p(k|z)) on the *test* split, digits the model never saw. Baselines fit on the
+training split and predict the test split: KMeans on pixels, GaussianMixture on 50 PCA components.
+Prints mean +- std and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+METRICS = ("cluster_acc", "nmi", "ari")
+
+
+def _vaemix_run(name: str, overrides: list[str], run_dir: Path, iwae_samples: int) -> dict:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "train.py", *overrides, f"hydra.run.dir={run_dir}", "trainer.progress=false"],
+                   cwd=ROOT, check=True, env=env, capture_output=True)  # fmt: skip
+    wall = time.perf_counter() - t0
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    if iwae_samples:
+        subprocess.run([sys.executable, "evaluate.py", f"run_dir={run_dir}", f"eval.iwae_samples={iwae_samples}",
+                        "eval.pictures=false"], cwd=ROOT, check=True, env=env, capture_output=True)  # fmt: skip
+        metrics["iwae_nll"] = json.loads((run_dir / "eval" / "metrics.json").read_text())["iwae_nll"]
+    metrics["wall_s"] = wall
+    print(f"  {name}: " + "  ".join(f"{k} {metrics[k]:.4f}" for k in (*METRICS, "elbo") if k in metrics)
+          + (f"  iwae_nll {metrics['iwae_nll']:.2f}" if "iwae_nll" in metrics else "") + f"  ({wall:.0f}s)",
+          flush=True)  # fmt: skip
+    return metrics
+
+
+def _baselines(seeds: list[int], data_name: str) -> dict[str, list[dict]]:
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+    from sklearn.mixture import GaussianMixture
+
+    from vaemix.data import load
+    from vaemix.evaluation import cluster_accuracy
+
+    data = load(data_name)
+    x = data.train_images.reshape(len(data.train_images), -1) / 255.0
+    xt = data.test_images.reshape(len(data.test_images), -1) / 255.0
+    k = len(np.unique(data.train_labels))
+    out: dict[str, list[dict]] = {"kmeans_pixels": [], "gmm_pca50": []}
+    for seed in seeds:
+        for name in out:
+            t0 = time.perf_counter()
+            if name == "kmeans_pixels":
+                pred = KMeans(k, n_init=10, random_state=seed).fit(x).predict(xt)
+            else:
+                pca = PCA(50, random_state=seed).fit(x)
+                gmm = GaussianMixture(k, covariance_type="full", n_init=3, random_state=seed).fit(pca.transform(x))
+                pred = gmm.predict(pca.transform(xt))
+            out[name].append({
+                "cluster_acc": cluster_accuracy(data.test_labels, pred),
+                "nmi": float(normalized_mutual_info_score(data.test_labels, pred)),
+                "ari": float(adjusted_rand_score(data.test_labels, pred)),
+                "wall_s": time.perf_counter() - t0,
+            })  # fmt: skip
+    return out
+
+
+def _summary(runs: list[dict]) -> dict[str, list[float]]:
+    keys = [k for k in (*METRICS, "iwae_nll", "elbo", "wall_s") if all(k in r for r in runs)]
+    return {k: [float(np.mean([r[k] for r in runs])), float(np.std([r[k] for r in runs]))] for k in keys}
+
+
+def _cell(summary: dict[str, list[float]], key: str, digits: int = 3) -> str:
+    if key not in summary:
+        return "-"
+    mean, std = summary[key]
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--experiment", default="clustering")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--data", default="mnist5k")
+    parser.add_argument("--normal-prior", action="store_true", help="also train prior=normal on the same budget")
+    parser.add_argument("--iwae-samples", type=int, default=0)
+    parser.add_argument("--runs", default="/tmp/vaemix-bench-clustering")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "clustering.json"))
+    args = parser.parse_args()
+    seeds = list(range(args.seeds))
+    rows: dict[str, list[dict]] = {}
+    variants = {args.experiment: []}
+    if args.normal_prior:
+        variants[f"{args.experiment}+prior=normal"] = ["prior=normal", "prior.init=random"]
+    for name, extra in variants.items():
+        print(f"{name} on {args.data}:", flush=True)
+        rows[name] = [
+            _vaemix_run(f"seed {s}", [f"experiment={args.experiment}", f"data={args.data}", f"seed={s}", *extra],
+                        Path(args.runs) / name.replace("=", "-") / f"seed{s}", args.iwae_samples)
+            for s in seeds
+        ]  # fmt: skip
+    rows |= _baselines(seeds, args.data)
+    table = {name: _summary(runs) for name, runs in rows.items()}
+    print(f"\n{'method':38} {'ACC':>15} {'NMI':>15} {'ARI':>15} {'IWAE NLL':>15} {'wall s':>8}")
+    for name, s in table.items():
+        iwae = _cell(s, "iwae_nll", 2)
+        print(f"{name:38} {_cell(s, 'cluster_acc'):>15} {_cell(s, 'nmi'):>15} {_cell(s, 'ari'):>15} {iwae:>15} "
+              f"{s['wall_s'][0]:8.0f}")  # fmt: skip
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"data": args.data, "seeds": seeds, "summary": table, "runs": rows},
+                                         indent=2) + "\n")  # fmt: skip
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -29,9 +29,13 @@ METRICS = ("cluster_acc", "nmi", "ari")
 def _vaemix_run(name: str, overrides: list[str], run_dir: Path, iwae_samples: int) -> dict:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "train.py", *overrides, f"hydra.run.dir={run_dir}", "trainer.progress=false"],
-                   cwd=ROOT, check=True, env=env, capture_output=True)  # fmt: skip
+    done = subprocess.run([sys.executable, "train.py", *overrides, f"hydra.run.dir={run_dir}",
+                           "trainer.progress=false"], cwd=ROOT, env=env, capture_output=True, text=True)  # fmt: skip
     wall = time.perf_counter() - t0
+    if done.returncode != 0:  # a failed seed is a result too: report it, go on with the others
+        reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
+        print(f"  {name}: FAILED ({reason})", flush=True)
+        return {"failed": reason, "wall_s": wall}
     metrics = json.loads((run_dir / "metrics.json").read_text())
     if iwae_samples:
         subprocess.run([sys.executable, "evaluate.py", f"run_dir={run_dir}", f"eval.iwae_samples={iwae_samples}",
@@ -77,8 +81,11 @@ def _baselines(seeds: list[int], data_name: str) -> dict[str, list[dict]]:
 
 
 def _summary(runs: list[dict]) -> dict[str, list[float]]:
-    keys = [k for k in (*METRICS, "iwae_nll", "elbo", "wall_s") if all(k in r for r in runs)]
-    return {k: [float(np.mean([r[k] for r in runs])), float(np.std([r[k] for r in runs]))] for k in keys}
+    """Mean and std over the runs that finished; ``failed`` counts the others."""
+    ok = [r for r in runs if "failed" not in r]
+    keys = [k for k in (*METRICS, "iwae_nll", "elbo", "wall_s") if ok and all(k in r for r in ok)]
+    out = {k: [float(np.mean([r[k] for r in ok])), float(np.std([r[k] for r in ok]))] for k in keys}
+    return out | {"failed": [float(len(runs) - len(ok)), 0.0]}
 
 
 def _cell(summary: dict[str, list[float]], key: str, digits: int = 3) -> str:
@@ -116,7 +123,7 @@ def main() -> None:
     for name, s in table.items():
         iwae = _cell(s, "iwae_nll", 2)
         print(f"{name:38} {_cell(s, 'cluster_acc'):>15} {_cell(s, 'nmi'):>15} {_cell(s, 'ari'):>15} {iwae:>15} "
-              f"{s['wall_s'][0]:8.0f}")  # fmt: skip
+              f"{s['wall_s'][0]:8.0f}" + (f"  ({s['failed'][0]:.0f} failed)" if s["failed"][0] else ""))  # fmt: skip
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"data": args.data, "seeds": seeds, "summary": table, "runs": rows},
                                          indent=2) + "\n")  # fmt: skip

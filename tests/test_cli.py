@@ -26,7 +26,7 @@ def test_train_py_writes_a_run_dir_and_resumes(tmp_path, tfds_dir):
     args = [*TINY, f"data.data_dir={tfds_dir}", f"hydra.run.dir={tmp_path}"]
     first = _run(*args, "trainer.max_steps=2")
     assert first.returncode == 0, first.stderr[-2000:]
-    assert (tmp_path / ".hydra" / "config.yaml").exists()
+    assert (tmp_path / "run_config.yaml").exists() and not (tmp_path / ".hydra").exists()
     second = _run(*args, "trainer.max_steps=4")
     assert second.returncode == 0, second.stderr[-2000:]
     assert "resumed from" in (tmp_path / "train.log").read_text()

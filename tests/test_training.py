@@ -102,7 +102,17 @@ def test_batch_larger_than_the_data_is_a_clear_error(tiny_config, tmp_path):
         train(tiny_config("trainer.batch_size=5000"), tmp_path)
 
 
-def test_checkpoint_of_another_model_is_a_clear_error(tiny_config, tmp_path):
+def test_resuming_with_another_model_is_refused_before_touching_the_run(tiny_config, tmp_path):
     train(tiny_config("trainer.max_steps=1"), tmp_path)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(UserError, match=r"was trained with model.latent_dim=2 \(now 3\), prior.components=3"):
+        train(tiny_config("trainer.max_steps=2", "model.latent_dim=3", "prior.components=4"), tmp_path)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    assert train(tiny_config("trainer.max_steps=2", "trainer.lr=0.01"), tmp_path)["step"] == 2  # lr may change
+
+
+def test_checkpoint_that_does_not_fit_is_a_clear_error(tiny_config, tmp_path):
+    train(tiny_config("trainer.max_steps=1"), tmp_path)
+    (tmp_path / "run_config.yaml").unlink()  # an old run without its record
     with pytest.raises(UserError, match="does not fit this model"):
         train(tiny_config("trainer.max_steps=2", "model.latent_dim=3"), tmp_path)

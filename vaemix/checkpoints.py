@@ -46,7 +46,7 @@ class Checkpoints:
             return None
         try:
             self.checkpoint.restore(path).assert_existing_objects_matched()
-        except (ValueError, AssertionError, tf.errors.OpError) as e:
+        except (ValueError, AssertionError, IndexError, tf.errors.OpError) as e:  # IndexError: truncated file
             first = str(e).strip().splitlines()[0][:300]
             raise UserError(f"checkpoint {path} does not fit this model or is unreadable: {first}") from None
         return path

@@ -114,11 +114,17 @@ def _has_target(node) -> bool:
     return False
 
 
+RUN_CONFIG = "run_config.yaml"  # the config of record, written by the run's first start
+
+
 def load_run_config(run_dir: str | Path) -> Config:
-    """The run's own config, read as data against vaemix's schema (never instantiated)."""
-    path = Path(run_dir) / ".hydra" / "config.yaml"
+    """The run's own config (``run_config.yaml``, else Hydra's ``.hydra/config.yaml``), read as data
+    against vaemix's schema, never instantiated."""
+    path = Path(run_dir) / RUN_CONFIG
     if not path.is_file():
-        raise UserError(f"{run_dir} is not a vaemix run dir (no .hydra/config.yaml)")
+        path = Path(run_dir) / ".hydra" / "config.yaml"
+    if not path.is_file():
+        raise UserError(f"{run_dir} is not a vaemix run dir (no {RUN_CONFIG} or .hydra/config.yaml)")
     try:
         raw = OmegaConf.to_container(OmegaConf.load(path))
         if _has_target(raw):

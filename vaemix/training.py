@@ -159,6 +159,10 @@ def make_train_step(
     return train_step, check_finite
 
 
+_COVARIANCE_FLOOR = 1e-2  # added to fitted covariances: latent means on a sphere have ~0 radial variance,
+# and a component that thin makes log p(z) of the noisy samples explode in the first ELBO steps
+
+
 def fit_prior(prior: MixturePrior, z: np.ndarray, method: str, seed: int) -> None:
     """Set the mixture to a GMM (or k-means clusters) fitted to latent vectors ``z [N, D]``."""
     from sklearn.cluster import KMeans
@@ -167,7 +171,8 @@ def fit_prior(prior: MixturePrior, z: np.ndarray, method: str, seed: int) -> Non
     k, d = prior.components, z.shape[1]
     if method == "gmm":
         cov_type = "full" if prior.covariance == "full" else "diag"
-        gmm = GaussianMixture(k, covariance_type=cov_type, n_init=3, reg_covar=1e-4, random_state=seed).fit(z)
+        gmm = GaussianMixture(k, covariance_type=cov_type, n_init=3, reg_covar=_COVARIANCE_FLOOR, random_state=seed)
+        gmm.fit(z)
         cov = gmm.covariances_ if cov_type == "full" else np.stack([np.diag(c) for c in gmm.covariances_])
         prior.assign(gmm.weights_, gmm.means_, cov)
         return
@@ -175,7 +180,10 @@ def fit_prior(prior: MixturePrior, z: np.ndarray, method: str, seed: int) -> Non
     weights = np.bincount(labels, minlength=k) / len(z)
     means = np.stack([z[labels == j].mean(0) if np.any(labels == j) else z.mean(0) for j in range(k)])
     cov = np.stack(
-        [np.cov(z[labels == j].T) + 1e-3 * np.eye(d) if np.sum(labels == j) > d else np.eye(d) for j in range(k)]
+        [
+            np.cov(z[labels == j].T) + _COVARIANCE_FLOOR * np.eye(d) if np.sum(labels == j) > d else np.eye(d)
+            for j in range(k)
+        ]
     )
     if prior.covariance == "diag":
         cov = np.stack([np.diag(np.diag(c)) for c in cov])
@@ -310,6 +318,53 @@ def _decayed(lr: float, decay: float, every_steps: int) -> float | keras.optimiz
     return keras.optimizers.schedules.ExponentialDecay(lr, every_steps, decay, staircase=True)
 
 
+# What must not change when a run dir is resumed: the checkpoint and the data order depend on them.
+_FIXED = ("model", "prior", "data", "seed", "trainer.batch_size", "trainer.pretrain_epochs")
+
+
+def _get(cfg: dict, key: str):
+    for part in key.split("."):
+        cfg = cfg[part]
+    return cfg
+
+
+def _flat(value, prefix: str) -> dict:
+    if isinstance(value, dict):
+        return {k: v for key, sub in value.items() for k, v in _flat(sub, f"{prefix}.{key}").items()}
+    return {prefix: value}
+
+
+def check_run_config(run_dir: Path, cfg: Config, write: bool = True) -> None:
+    """On a run dir's first start, record its config in ``run_config.yaml``; on a resume, refuse a config
+    whose model, prior, data, seed or batch differ from the record (the checkpoint would not fit, or
+    the data order would change), naming every differing key."""
+    import yaml
+
+    from vaemix.evaluation import RUN_CONFIG, load_run_config
+
+    path = run_dir / RUN_CONFIG
+    new = asdict(cfg)
+    if path.is_file():
+        old = asdict(load_run_config(run_dir))
+        diffs = [
+            f"{k}={_flat(_get(old, key), key)[k]!r} (now {v!r})"
+            for key in _FIXED
+            for k, v in _flat(_get(new, key), key).items()
+            if _flat(_get(old, key), key).get(k) != v
+        ]
+        if diffs:
+            raise UserError(
+                f"{run_dir} was trained with "
+                + ", ".join(diffs)
+                + "; resume with the same values or choose another hydra.run.dir"
+            )
+    elif write:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump(new, sort_keys=False))
+        tmp.replace(path)
+
+
 @dataclass
 class State:
     """The model and its optimizers: ``updates`` pairs each ELBO-phase optimizer with its variables."""
@@ -348,6 +403,7 @@ def train(cfg: Config, run_dir: str | Path) -> dict[str, float]:
     run_dir = Path(run_dir)
     t, seed = cfg.trainer, cfg.seed
     chief = is_chief(strategy)
+    check_run_config(run_dir, cfg, write=chief)
     data: ImageData = load(cfg.data.name, seed=seed, **data_kwargs(cfg.data))
     n, replicas = len(data.train_images), strategy.num_replicas_in_sync
     schedule = make_schedule(n, t.batch_size, replicas, t.epochs, t.max_steps)

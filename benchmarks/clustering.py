@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -28,6 +29,7 @@ METRICS = ("cluster_acc", "nmi", "ari")
 
 def _vaemix_run(name: str, overrides: list[str], run_dir: Path, iwae_samples: int) -> dict:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run: never resume an earlier benchmark's
     t0 = time.perf_counter()
     done = subprocess.run([sys.executable, "train.py", *overrides, f"hydra.run.dir={run_dir}",
                            "trainer.progress=false"], cwd=ROOT, env=env, capture_output=True, text=True)  # fmt: skip
@@ -101,21 +103,25 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--data", default="mnist5k")
     parser.add_argument("--normal-prior", action="store_true", help="also train prior=normal on the same budget")
+    parser.add_argument(
+        "--normal-seeds", type=int, default=None, help="seeds of the prior=normal runs (default: --seeds)"
+    )
     parser.add_argument("--iwae-samples", type=int, default=0)
     parser.add_argument("--runs", default="/tmp/vaemix-bench-clustering")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "clustering.json"))
     args = parser.parse_args()
     seeds = list(range(args.seeds))
     rows: dict[str, list[dict]] = {}
-    variants = {args.experiment: []}
+    variants = {args.experiment: ([], seeds)}
     if args.normal_prior:
-        variants[f"{args.experiment}+prior=normal"] = ["prior=normal", "prior.init=random"]
-    for name, extra in variants.items():
+        normal_seeds = seeds[: args.normal_seeds] if args.normal_seeds else seeds
+        variants[f"{args.experiment}+prior=normal"] = (["prior=normal", "prior.init=random"], normal_seeds)
+    for name, (extra, variant_seeds) in variants.items():
         print(f"{name} on {args.data}:", flush=True)
         rows[name] = [
             _vaemix_run(f"seed {s}", [f"experiment={args.experiment}", f"data={args.data}", f"seed={s}", *extra],
                         Path(args.runs) / name.replace("=", "-") / f"seed{s}", args.iwae_samples)
-            for s in seeds
+            for s in variant_seeds
         ]  # fmt: skip
     rows |= _baselines(seeds, args.data)
     table = {name: _summary(runs) for name, runs in rows.items()}

@@ -74,6 +74,8 @@ CONFIG_CASES = [
     ("model.likelihood=poisson", "choose one of: bernoulli, gaussian"),
     ("strategy.kind=tpu", "choose one of: default, mirrored, multi_worker"),
     ("trainer.jit=sometimes", "choose one of: auto, true, false"),
+    ("trainer.precision=mixed_float16", "use trainer.precision=mixed_bfloat16"),
+    ("trainer.precision=float8", "choose one of: float32, mixed_bfloat16"),
     ("data=local", "data=local needs data.images"),
     ("data.test_fraction=1.5", "data.test_fraction=1.5 is out of range"),
     ("data.augment=false", "set data.augment=true"),

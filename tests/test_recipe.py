@@ -87,3 +87,12 @@ def test_random_affine_shift_moves_a_dot():
     rows, cols = np.indices(out.shape)
     centre = (np.sum(rows * out) / out.sum(), np.sum(cols * out) / out.sum())
     np.testing.assert_allclose(centre, (5 + u[3] * 0.2 * 11, 5 + u[2] * 0.2 * 11), atol=1e-3)
+
+
+@pytest.mark.slow
+def test_default_recipe_clusters_mnist5k(tfds_dir, tmp_path):
+    """The real default (about 5 minutes on 2 cores): the digits are found in unlabelled data."""
+    from conftest import compose_config
+
+    m = train(compose_config(f"data.data_dir={tfds_dir}", "trainer.progress=false"), tmp_path)
+    assert m["cluster_acc"] >= 0.8 and m["components_used"] == 10

@@ -116,3 +116,13 @@ def test_checkpoint_that_does_not_fit_is_a_clear_error(tiny_config, tmp_path):
     (tmp_path / "run_config.yaml").unlink()  # an old run without its record
     with pytest.raises(UserError, match="does not fit this model"):
         train(tiny_config("trainer.max_steps=2", "model.latent_dim=3"), tmp_path)
+
+
+def test_mixed_bfloat16_keeps_heads_and_loss_in_float32(tiny_config, tmp_path):
+    from vaemix.keras import keras
+
+    m = train(tiny_config("trainer.precision=mixed_bfloat16", "trainer.max_steps=2"), tmp_path)
+    assert m["step"] == 2 and np.isfinite(m["elbo"])
+    assert keras.mixed_precision.global_policy().name == "float32"  # the policy does not leak
+    values = _checkpoint_values(tmp_path)
+    assert all(v.dtype == np.float32 for k, v in values.items() if "optimizer" not in k)

@@ -1,6 +1,7 @@
 """Encoder q(z|x) and decoder p(x|z) networks that end in TFP distribution layers.
 
-Distribution heads are float32 layers, so they stay in float32 under a mixed-precision policy.
+The layers that produce distribution parameters and the distribution heads are float32 layers, so
+under a mixed-precision policy only the hidden layers compute in low precision.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def build_decoder(
     layers: list[keras.layers.Layer] = [keras.Input((latent_dim,))]
     if architecture == "mlp":
         layers += [keras.layers.Dense(u, activation="relu") for u in reversed(hidden)]
-        layers += [keras.layers.Dense(k * h * w * c)]
+        layers += [keras.layers.Dense(k * h * w * c, dtype="float32")]  # logits in float32
     else:
         up = 2 ** len(filters)
         h0, w0 = math.ceil(h / up), math.ceil(w / up)
@@ -105,7 +106,7 @@ def build_decoder(
             for f in reversed(filters[:-1])
         ]
         layers += [
-            keras.layers.Conv2DTranspose(k * c, 4, strides=2, padding="same"),
+            keras.layers.Conv2DTranspose(k * c, 4, strides=2, padding="same", dtype="float32"),
             keras.layers.Cropping2D(((0, h0 * up - h), (0, w0 * up - w))),
             # [H, W, k*C] -> [k, H, W, C] -> flat, so each parameter kind is one contiguous block.
             keras.layers.Reshape((h, w, k, c)),

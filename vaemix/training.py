@@ -379,7 +379,12 @@ class State:
 def build_state(cfg: Config, image_shape: tuple[int, ...], steps_per_epoch: int) -> State:
     """Model and optimizers (slots built, so checkpoints restore at once); call in ``strategy.scope()``."""
     t = cfg.trainer
-    vae = build_vae(image_shape, cfg.model, cfg.prior, cfg.seed)
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(t.precision)  # read when layers are built, not later
+    try:
+        vae = build_vae(image_shape, cfg.model, cfg.prior, cfg.seed)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
     decay_steps = t.lr_decay_epochs * steps_per_epoch
     optimizer = keras.optimizers.Adam(_decayed(t.lr, t.lr_decay, decay_steps))
     updates = [(optimizer, list(vae.trainable_variables))]

@@ -1,0 +1,139 @@
+"""The mixture toolkit against closed forms and against scikit-learn."""
+
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+from scipy.stats import multivariate_normal
+
+from vaemix.errors import UserError
+from vaemix.mixture import GaussianMixture, condition, marginal
+from vaemix.mixture.gmm import kmeans
+from vaemix.priors import MixturePrior, gaussian_mixture
+
+
+def _random_mixture(rng, k: int, d: int):
+    w = rng.dirichlet(np.ones(k))
+    mu = rng.normal(size=(k, d)) * 2
+    a = rng.normal(size=(k, d, d))
+    cov = a @ a.transpose(0, 2, 1) / d + 0.3 * np.eye(d)
+    return w, mu, cov, gaussian_mixture(np.log(w), mu, np.linalg.cholesky(cov))
+
+
+def _numpy_condition(w, mu, cov, o, u, v):
+    """Reference: the textbook formulas, one component and one value row at a time."""
+    weights, locs, covs = [], [], []
+    for k in range(len(w)):
+        s_oo, s_uo, s_uu = cov[k][np.ix_(o, o)], cov[k][np.ix_(u, o)], cov[k][np.ix_(u, u)]
+        gain = s_uo @ np.linalg.inv(s_oo)
+        locs.append(mu[k][u] + gain @ (v - mu[k][o]))
+        covs.append(s_uu - gain @ s_uo.T)
+        weights.append(np.log(w[k]) + multivariate_normal(mu[k][o], s_oo).logpdf(v))
+    weights = np.exp(np.array(weights) - logsumexp(weights))
+    return weights, np.array(locs), np.array(covs)
+
+
+@pytest.mark.parametrize("d", [2, 3, 5, 8])
+def test_condition_matches_the_closed_form_for_every_split(d):
+    rng = np.random.default_rng(d)
+    w, mu, cov, mix = _random_mixture(rng, k=3, d=d)
+    for n_obs in range(1, d):
+        o = np.sort(rng.choice(d, n_obs, replace=False))
+        u = np.setdiff1d(np.arange(d), o)
+        values = rng.normal(size=(4, n_obs)) * 2
+        cond = condition(mix, o, values)
+        assert cond.batch_shape == (4,) and cond.event_shape == (d - n_obs,)
+        probs = cond.mixture_distribution.probs_parameter().numpy()
+        locs, covs = cond.components_distribution.mean().numpy(), cond.components_distribution.covariance().numpy()
+        for i, v in enumerate(values):
+            ew, el, ec = _numpy_condition(w, mu, cov, o, u, v)
+            np.testing.assert_allclose(probs[i], ew, atol=1e-8)
+            np.testing.assert_allclose(locs[i], el, atol=1e-8)
+            np.testing.assert_allclose(covs[i], ec, atol=1e-8)
+
+
+def test_marginal_matches_the_closed_form_and_integrates_out_dims():
+    rng = np.random.default_rng(0)
+    w, mu, cov, mix = _random_mixture(rng, k=4, d=5)
+    idx = [3, 0]
+    m = marginal(mix, idx)
+    x = rng.normal(size=(6, 2))
+    expected = logsumexp([np.log(w[k]) + multivariate_normal(mu[k][idx], cov[k][np.ix_(idx, idx)]).logpdf(x)
+                          for k in range(4)], axis=0)  # fmt: skip
+    np.testing.assert_allclose(m.log_prob(x).numpy(), expected, atol=1e-8)
+
+
+def test_condition_works_on_the_vae_prior():
+    prior = MixturePrior(components=3, latent_dim=4)
+    cond = condition(prior(), [1], [[0.5], [-0.5]])
+    assert cond.event_shape == (3,) and np.allclose(cond.mixture_distribution.probs_parameter().numpy().sum(-1), 1)
+
+
+def test_bad_condition_arguments():
+    _, _, _, mix = _random_mixture(np.random.default_rng(0), 2, 3)
+    with pytest.raises(UserError, match="cover all 3 dimensions"):
+        condition(mix, [0, 1, 2], [[1, 2, 3]])
+    with pytest.raises(UserError, match=r"must be distinct dimensions in \[0, 3\)"):
+        condition(mix, [0, 5], [[1, 2]])
+    with pytest.raises(UserError, match="2 columns for 1 observed"):
+        condition(mix, [0], [[1, 2]])
+
+
+def _blobs(rng, n=3000):
+    means = np.array([[0.0, 0.0], [6.0, 0.0], [0.0, 6.0]])
+    covs = np.array([[[1.0, 0.5], [0.5, 1.0]], [[0.5, 0.0], [0.0, 2.0]], [[1.5, -0.7], [-0.7, 1.0]]])
+    weights = np.array([0.5, 0.3, 0.2])
+    labels = rng.choice(3, size=n, p=weights)
+    x = np.stack([rng.multivariate_normal(means[k], covs[k]) for k in labels])
+    return x, labels, weights, means, covs
+
+
+def test_gmm_recovers_parameters_and_matches_sklearn_likelihood():
+    from sklearn.mixture import GaussianMixture as SkGMM
+
+    rng = np.random.default_rng(0)
+    x, labels, weights, means, covs = _blobs(rng)
+    gmm = GaussianMixture(3, n_init=3, seed=0).fit(x)
+    order = [int(np.argmin(np.sum((gmm.means_ - m) ** 2, 1))) for m in means]  # match components
+    np.testing.assert_allclose(gmm.means_[order], means, atol=0.15)
+    np.testing.assert_allclose(gmm.covariances_[order], covs, atol=0.2)
+    np.testing.assert_allclose(gmm.weights_[order], weights, atol=0.03)
+    sk = SkGMM(3, n_init=3, random_state=0).fit(x)
+    assert abs(gmm.log_prob(x).mean() - sk.score(x)) <= 0.01 * abs(sk.score(x))
+    assert (gmm.predict(x) == np.array(order)[labels]).mean() > 0.95
+    np.testing.assert_allclose(gmm.predict_proba(x[:5]).sum(1), 1.0)
+    assert gmm.sample(100).shape == (100, 2)
+    assert gmm.bic(x) < GaussianMixture(1).fit(x).bic(x)
+
+
+def test_diag_gmm_has_diagonal_covariances():
+    x, *_ = _blobs(np.random.default_rng(1), 600)
+    gmm = GaussianMixture(3, covariance="diag").fit(x)
+    off = gmm.covariances_ * (1 - np.eye(2))
+    assert np.all(off == 0) and gmm.num_parameters() == 3 * 2 + 3 * 2 + 2
+
+
+def test_kmeans_finds_separated_groups():
+    x, labels, *_ = _blobs(np.random.default_rng(2), 600)
+    found = kmeans(x, 3, seed=0)
+    from vaemix.evaluation import cluster_accuracy
+
+    assert cluster_accuracy(labels, found) > 0.9
+
+
+@pytest.mark.parametrize(
+    "x,k,message",
+    [
+        (np.array([[0.0, np.nan], [1.0, 2.0]]), 1, "1 rows with NaN or inf"),
+        (np.zeros(5), 1, r"must be a non-empty \[N, D\] array"),
+        (np.random.default_rng(0).normal(size=(3, 2)), 5, "3 distinct points for 5 components"),
+        (np.ones((50, 2)), 2, "1 distinct points for 2 components"),
+    ],
+)
+def test_bad_data_is_a_clear_error(x, k, message):
+    with pytest.raises(UserError, match=message):
+        GaussianMixture(k).fit(x)
+
+
+def test_unfitted_gmm_is_a_clear_error():
+    with pytest.raises(UserError, match="not fitted yet"):
+        GaussianMixture(2).distribution  # noqa: B018

@@ -1,0 +1,8 @@
+"""The mixture toolkit: Gaussian mixtures fitted by EM, exact conditional and marginal mixtures, Bayesian
+Gaussian mixtures (SVI and HMC) and mixture density networks. The VAE's prior is built by the same
+:func:`vaemix.priors.gaussian_mixture`."""
+
+from vaemix.mixture.conditional import condition, marginal
+from vaemix.mixture.gmm import GaussianMixture
+
+__all__ = ["GaussianMixture", "condition", "marginal"]

@@ -137,3 +137,38 @@ def test_bad_data_is_a_clear_error(x, k, message):
 def test_unfitted_gmm_is_a_clear_error():
     with pytest.raises(UserError, match="not fitted yet"):
         GaussianMixture(2).distribution  # noqa: B018
+
+
+def _bimodal(rng, n):
+    """y = +-x^2 (equally likely) plus noise whose scale grows with |x|; returns x, y and the true NLL."""
+    x = rng.uniform(-1, 1, size=(n, 1))
+    sign = rng.choice([-1.0, 1.0], size=(n, 1))
+    scale = 0.05 + 0.1 * np.abs(x)
+    y = sign * x**2 + scale * rng.normal(size=(n, 1))
+    dens = (
+        0.5
+        * (np.exp(-0.5 * ((y - x**2) / scale) ** 2) + np.exp(-0.5 * ((y + x**2) / scale) ** 2))
+        / (scale * np.sqrt(2 * np.pi))
+    )
+    return x, y, float(-np.mean(np.log(dens)))
+
+
+def test_mdn_learns_a_bimodal_heteroscedastic_conditional():
+    from vaemix.mixture import MixtureDensityNetwork
+
+    rng = np.random.default_rng(0)
+    x, y, _ = _bimodal(rng, 4000)
+    xt, yt, true_nll = _bimodal(rng, 2000)
+    mdn = MixtureDensityNetwork(1, 1, components=3, hidden=(32, 32))
+    losses = mdn.fit(x, y, epochs=150)
+    assert losses[-1] < losses[0]
+    assert mdn.nll(xt, yt) <= true_nll + 0.15
+    dist = mdn.predict(np.array([[0.8]]))
+    modes = np.sort(
+        dist.components_distribution.mean().numpy()[0, :, 0][
+            dist.mixture_distribution.probs_parameter().numpy()[0] > 0.2
+        ]
+    )
+    assert modes[0] == pytest.approx(-0.64, abs=0.1) and modes[-1] == pytest.approx(0.64, abs=0.1)
+    with pytest.raises(UserError, match="x has 2 columns"):
+        mdn.predict(np.zeros((3, 2)))

@@ -15,6 +15,12 @@ register_schemas()
 def _train(cfg: DictConfig) -> dict:
     config = to_config(cfg)  # bad values fail here, before TensorFlow is imported
 
+    if config.task.kind != "vae":
+        from vaemix.mixture.tasks import fit_task
+
+        metrics = fit_task(config, run_dir())
+        print(f"done: {config.task.kind}; metrics in {run_dir()}/metrics.json")
+        return metrics
     from vaemix.training import train
 
     metrics = train(config, run_dir())

@@ -79,6 +79,8 @@ CONFIG_CASES = [
     ("data=local", "data=local needs data.images"),
     ("data.test_fraction=1.5", "data.test_fraction=1.5 is out of range"),
     ("data.augment=false", "set data.augment=true"),
+    ("task=gmm", "task=gmm fits tabular data"),
+    ("data=table", "data=table is tabular; choose a task"),
 ]
 
 

@@ -37,6 +37,14 @@ class DataConfig:
     max_shift: float = 0.1  # fraction of the image size
     max_rotation: float = 10.0  # degrees
     max_zoom: float = 0.1
+    # Tabular data for the mixture tasks: data=blobs (generated) or data=table (a .npz with x [, y]
+    # or a .csv; data.targets names the columns that are y for task=mdn).
+    n: int = 3000
+    dims: int = 2
+    clusters: int = 3
+    separation: float = 4.0
+    path: str | None = None
+    targets: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -102,6 +110,21 @@ class StrategyConfig:
 
 
 @dataclass
+class TaskConfig:
+    """What ``train.py`` fits: the VAE, or a model of the mixture toolkit on tabular data."""
+
+    kind: str = "vae"  # vae | gmm | bgmm_svi | bgmm_hmc | mdn
+    components: int = 3
+    covariance: str = "full"  # gmm: full | diag
+    n_init: int = 3
+    epochs: int = 200  # bgmm_svi and mdn
+    num_results: int = 500  # bgmm_hmc draws per chain after burn-in
+    num_burnin: int = 500
+    chains: int = 4
+    hidden: list[int] = field(default_factory=lambda: [64, 64])  # mdn
+
+
+@dataclass
 class Config:
     """The whole run."""
 
@@ -110,6 +133,7 @@ class Config:
     prior: PriorConfig = MISSING
     trainer: TrainerConfig = MISSING
     strategy: StrategyConfig = MISSING
+    task: TaskConfig = field(default_factory=TaskConfig)
     seed: int = 0
 
 
@@ -143,6 +167,7 @@ def register_schemas() -> None:
         ("prior", PriorConfig),
         ("trainer", TrainerConfig),
         ("strategy", StrategyConfig),
+        ("task", TaskConfig),
     ]:
         cs.store(group=group, name="base", node=node)
 
@@ -164,7 +189,24 @@ def _at_least(key: str, value: float | None, low: float, *, strict: bool = False
 def validate(cfg: Config) -> Config:
     """Check ranges and choices that the types alone do not capture; return ``cfg`` unchanged."""
     d, m, p, t, s = cfg.data, cfg.model, cfg.prior, cfg.trainer, cfg.strategy
+    k = cfg.task
+    _choice("task.kind", k.kind, ("vae", "gmm", "bgmm_svi", "bgmm_hmc", "mdn"))
+    if k.kind != "vae":
+        _choice("task.covariance", k.covariance, ("full", "diag"))
+        for key in ("components", "n_init", "epochs", "num_results", "num_burnin", "chains"):
+            _at_least(f"task.{key}", getattr(k, key), 1)
+        if d.name not in ("blobs", "table"):
+            raise UserError(f"task={k.kind} fits tabular data; use data=blobs or data=table (got data.name={d.name!r})")
+        if d.name == "table" and not d.path:
+            raise UserError("data=table needs data.path=<a .npz with x (and y) or a .csv>")
+        if k.kind == "mdn" and d.name == "table" and not d.targets:
+            raise UserError("task=mdn on data=table needs data.targets=[column, ...] (the y columns)")
+        for key in ("n", "dims", "clusters"):
+            _at_least(f"data.{key}", getattr(d, key), 1)
+        return cfg
     _choice("data.binarize", d.binarize, ("none", "static", "dynamic"))
+    if d.name in ("blobs", "table"):
+        raise UserError(f"data={d.name} is tabular; choose a task: task=gmm|bgmm_svi|bgmm_hmc|mdn")
     if d.name == "local" and not d.images:
         raise UserError("data=local needs data.images=<path to an IDX (.gz) or .npz file>")
     _at_least("data.max_shift", d.max_shift, 0.0)

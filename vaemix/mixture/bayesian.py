@@ -58,7 +58,8 @@ class BayesianGaussianMixture:
 
     def _to_data_scale(self, weights, means, covs, diagnostics) -> Posterior:
         s = np.diag(self._scale)
-        return Posterior(weights, means * self._scale + self._shift, s @ covs @ s, diagnostics)
+        f64 = lambda a: np.asarray(a, np.float64)  # noqa: E731  (SVI runs in float32, HMC in float64)
+        return Posterior(f64(weights), f64(means) * self._scale + self._shift, s @ f64(covs) @ s, diagnostics)
 
     @property
     def distribution(self) -> tfd.MixtureSameFamily:

@@ -66,3 +66,14 @@ def test_conv_decoder_keeps_parameter_blocks_per_pixel():
     p = vae.decoder(tf.zeros([2, 3]))
     assert p.event_shape == SHAPE and p.batch_shape == (2,)
     assert np.all(p.distribution.scale.numpy() > 1e-3)
+
+
+def test_reset_encoder_scale_keeps_the_mean_and_sets_a_small_isotropic_scale():
+    from vaemix.networks import reset_encoder_scale
+
+    vae, x = _vae("gmm"), _images()
+    before = vae.encoder(x).mean().numpy()
+    reset_encoder_scale(vae.encoder, 3, 0.1)
+    q = vae.encoder(x)
+    np.testing.assert_allclose(q.mean().numpy(), before, atol=1e-6)
+    np.testing.assert_allclose(q.covariance().numpy(), np.broadcast_to(0.01 * np.eye(3), (7, 3, 3)), atol=1e-6)

@@ -11,13 +11,15 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-from vaemix.keras import keras, tfd, tfpl
+from vaemix.keras import keras, tfb, tfd, tfpl
 
 _MIN_PIXEL_SCALE = 1e-3  # floor on the Gaussian pixel std: constant background pixels would drive it to 0
 
 
 def _encoder_head(latent_dim: int, sphere_radius: float | None = None) -> list[keras.layers.Layer]:
-    layers = [keras.layers.Dense(tfpl.MultivariateNormalTriL.params_size(latent_dim), dtype="float32")]
+    layers = [
+        keras.layers.Dense(tfpl.MultivariateNormalTriL.params_size(latent_dim), dtype="float32", name="latent_params")
+    ]
     if sphere_radius:
         # The mean lives on a sphere: the contrastive pretraining shapes directions, not norms, and the
         # clusters it forms there are the ones a Gaussian mixture over z can model.
@@ -30,6 +32,21 @@ def _encoder_head(latent_dim: int, sphere_radius: float | None = None) -> list[k
         # scale_tril through FillScaleTriL: softplus diagonal (+1e-5), so q never degenerates.
         tfpl.MultivariateNormalTriL(latent_dim, convert_to_tensor_fn=tfd.Distribution.mean, dtype="float32"),
     ]
+
+
+def reset_encoder_scale(encoder: keras.Model, latent_dim: int, scale: float) -> None:
+    """Make q(z|x) = N(mean(x), scale^2 I) for every x, keeping the mean.
+
+    Autoencoder pretraining trains only the mean, so the scale outputs it leaves behind are arbitrary
+    (tiny diagonals next to large off-diagonals): sampling from them wipes out what pretraining learnt
+    and makes log q(z|x) explode in the first ELBO steps.
+    """
+    head = encoder.get_layer("latent_params")
+    kernel, bias = head.get_weights()
+    raw = tfb.FillScaleTriL(diag_shift=1e-5).inverse(scale * tf.eye(latent_dim)).numpy()  # [D(D+1)/2]
+    kernel[:, latent_dim:] = 0.0
+    bias[latent_dim:] = raw
+    head.set_weights([kernel, bias])
 
 
 def _gaussian_pixels(image_shape: Sequence[int]) -> keras.layers.Layer:

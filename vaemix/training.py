@@ -32,6 +32,7 @@ from vaemix.errors import Preempted, UserError
 from vaemix.evaluation import elbo_evaluator, latent_means, model_report
 from vaemix.keras import keras
 from vaemix.models import VAE, build_vae
+from vaemix.networks import reset_encoder_scale
 from vaemix.objectives import contrastive_loss, elbo, latent_noise
 from vaemix.pictures import all_pictures
 from vaemix.priors import MixturePrior
@@ -42,6 +43,7 @@ log = logging.getLogger("vaemix")
 
 _TERMS = ("reconstruction", "kl", "gradients")
 _PRETRAIN_SEED = 1_000_003  # offset of the pretraining phase's data order and augmentation draws
+_START_SCALE = 0.1  # q(z|x)'s standard deviation when the ELBO phase starts from pretrained networks
 
 
 class NonFiniteError(UserError):
@@ -445,6 +447,7 @@ def train(cfg: Config, run_dir: str | Path) -> dict[str, float]:
         summaries.hparams(flat_hparams(asdict(cfg)), trial=run_dir.name)
         if t.pretrain_epochs:
             pretrain(loop, vae, state.pre_optimizer, pre_schedule, run_dir, seed)
+            reset_encoder_scale(vae.encoder, vae.latent_dim, _START_SCALE)
         if cfg.prior.init != "random" and isinstance(vae.prior, MixturePrior):
             z = latent_means(vae, data.train_images)
             fit_prior(vae.prior, z, cfg.prior.init, seed)

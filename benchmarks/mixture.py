@@ -75,8 +75,8 @@ def main() -> None:
             r = run(n, d)
             rows.append(r)
             em = f"{r['gmm_s']:7.2f} {r['sk_gmm_s']:7.2f} {r['gmm_ll']:9.3f} {r['sk_gmm_ll']:9.3f}"
-            print(f"{n:>7} {d:>3} | {em} | "
-                  f"{r['svi_s']:7.2f} {r['sk_bgmm_s']:7.2f} {r['svi_ll']:9.3f} {r['sk_bgmm_ll']:9.3f}", flush=True)  # fmt: skip
+            svi = f"{r['svi_s']:7.2f} {r['sk_bgmm_s']:7.2f} {r['svi_ll']:9.3f} {r['sk_bgmm_ll']:9.3f}"
+            print(f"{n:>7} {d:>3} | {em} | {svi}", flush=True)
     h = hmc()
     print(f"HMC (N={h['n']}, D=2, K=3, 4 chains x 500 draws): acceptance {h['acceptance_rate']:.2f}, "
           f"min ESS {h['min_ess']:.0f}, max R-hat {h['max_rhat']:.3f}, {h['ess_per_second']:.1f} ESS/s")  # fmt: skip

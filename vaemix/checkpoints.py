@@ -29,11 +29,9 @@ class Checkpoints:
         self._reader = tf.train.CheckpointManager(self.checkpoint, str(self.directory), max_to_keep=keep)
 
     @classmethod
-    def for_model(cls, directory: str | Path, vae, optimizer, keep: int = 3, chief: bool = True) -> Checkpoints:
-        """Checkpoints of a VAE's encoder, decoder and prior plus its optimizer (whose step counts)."""
-        return cls(
-            directory, keep, chief, encoder=vae.encoder, decoder=vae.decoder, prior=vae.prior, optimizer=optimizer
-        )
+    def for_model(cls, directory: str | Path, vae, optimizers: dict, keep: int = 3, chief: bool = True) -> Checkpoints:
+        """Checkpoints of a VAE's encoder, decoder and prior plus its optimizers (by checkpoint name)."""
+        return cls(directory, keep, chief, encoder=vae.encoder, decoder=vae.decoder, prior=vae.prior, **optimizers)
 
     @property
     def latest(self) -> str | None:

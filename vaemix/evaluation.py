@@ -17,7 +17,7 @@ from vaemix.checkpoints import Checkpoints
 from vaemix.config import Config, validate
 from vaemix.data import eval_dataset
 from vaemix.errors import UserError
-from vaemix.models import VAE, build_vae_and_optimizer
+from vaemix.models import VAE
 from vaemix.objectives import elbo, iwae_bound, latent_noise
 from vaemix.priors import MixturePrior, component_log_posterior
 
@@ -143,10 +143,13 @@ def restore_run(
 
     Returns the run's config, the model, the checkpoint path and its training step.
     """
+    from vaemix.training import build_state  # training imports this module
+
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
-    vae, optimizer = build_vae_and_optimizer(image_shape, cfg.model, cfg.prior, cfg.trainer.lr, cfg.seed)
-    ckpts = Checkpoints.for_model(run_dir / "checkpoints", vae, optimizer)
+    state = build_state(cfg, image_shape, steps_per_epoch=1)
+    vae, optimizer = state.vae, state.optimizer
+    ckpts = Checkpoints.for_model(run_dir / "checkpoints", vae, state.optimizers)
     path = ckpts.latest
     if checkpoint is not None:
         path = str(run_dir / "checkpoints" / checkpoint)

@@ -33,16 +33,3 @@ def build_vae(image_shape: Sequence[int], model: ModelConfig, prior: PriorConfig
     encoder = build_encoder(image_shape, model.latent_dim, sphere_radius=model.sphere_radius, **arch)
     decoder = build_decoder(image_shape, model.latent_dim, likelihood=model.likelihood, **arch)
     return VAE(encoder, decoder, build_prior(prior.kind, model.latent_dim, prior.components, prior.covariance, seed))
-
-
-def build_vae_and_optimizer(
-    image_shape: Sequence[int], model: ModelConfig, prior: PriorConfig, lr: float, seed: int = 0
-) -> tuple[VAE, keras.optimizers.Optimizer]:
-    """The model and its Adam optimizer with slots built, so a checkpoint restores into them at once.
-
-    Call inside ``strategy.scope()`` to get distributed variables.
-    """
-    vae = build_vae(image_shape, model, prior, seed)
-    optimizer = keras.optimizers.Adam(lr)
-    optimizer.build(vae.trainable_variables)
-    return vae, optimizer

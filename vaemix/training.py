@@ -420,15 +420,7 @@ def train(cfg: Config, run_dir: str | Path) -> dict[str, float]:
     with strategy.scope():
         state = build_state(cfg, data.image_shape, spe)
     vae, optimizer = state.vae, state.optimizer
-    ckpts = Checkpoints(
-        run_dir / "checkpoints",
-        t.keep_checkpoints,
-        chief,
-        encoder=vae.encoder,
-        decoder=vae.decoder,
-        prior=vae.prior,
-        **state.optimizers,
-    )
+    ckpts = Checkpoints.for_model(run_dir / "checkpoints", vae, state.optimizers, t.keep_checkpoints, chief)
     summaries = Summaries(run_dir / "tensorboard", enabled=chief)
     loop = Loop(strategy, data, cfg, chief, summaries)
     evaluate = elbo_evaluator(vae, seed, t.eval_samples)

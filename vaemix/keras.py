@@ -1,6 +1,6 @@
 """The single place vaemix imports Keras.
 
-TFP's distribution layers are Keras 2 layers; mixing them with Keras 3 (``tf.keras`` in TF >= 2.16)
+TFP's distribution layers are Keras 2 layers; mixing them with Keras 3 (the Keras built into TF >= 2.16)
 objects fails in confusing ways, so every module takes Keras from here.
 """
 

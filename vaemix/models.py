@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import tensorflow as tf
 
 from vaemix.config import ModelConfig, PriorConfig
-from vaemix.keras import keras
+from vaemix.keras import keras  # tf_keras (Keras 2)
 from vaemix.networks import build_decoder, build_encoder
 from vaemix.priors import Prior, build_prior
 

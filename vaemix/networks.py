@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-from vaemix.keras import keras, tfb, tfd, tfpl
+from vaemix.keras import keras, tfb, tfd, tfpl  # tf_keras (Keras 2)
 
 _MIN_PIXEL_SCALE = 1e-3  # floor on the Gaussian pixel std: constant background pixels would drive it to 0
 

@@ -30,7 +30,7 @@ from vaemix.config import Config
 from vaemix.data import ImageData, data_kwargs, index_batches, load, steps_per_epoch, train_dataset
 from vaemix.errors import Preempted, UserError
 from vaemix.evaluation import elbo_evaluator, latent_means, model_report
-from vaemix.keras import keras
+from vaemix.keras import keras  # tf_keras (Keras 2)
 from vaemix.models import VAE, build_vae
 from vaemix.networks import reset_encoder_scale
 from vaemix.objectives import contrastive_loss, elbo, latent_noise

@@ -25,7 +25,7 @@ import tensorflow as tf
 from scipy.optimize import linear_sum_assignment
 
 from vaemix.errors import UserError
-from vaemix.keras import keras, tfb, tfd
+from vaemix.keras import keras, tfb, tfd  # tf_keras (Keras 2)
 from vaemix.mixture.gmm import GaussianMixture, check_data
 from vaemix.priors import gaussian_mixture
 

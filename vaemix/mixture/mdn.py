@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from vaemix.errors import UserError
-from vaemix.keras import keras, tfd, tfpl
+from vaemix.keras import keras, tfd, tfpl  # tf_keras (Keras 2)
 from vaemix.mixture.gmm import check_data
 
 

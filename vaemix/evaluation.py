@@ -14,12 +14,14 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from vaemix.checkpoints import Checkpoints
-from vaemix.config import Config, validate
-from vaemix.data import eval_dataset
+from vaemix.config import Config, EvalOptions, validate
+from vaemix.data import data_kwargs, eval_dataset, load
 from vaemix.errors import UserError
 from vaemix.models import VAE
 from vaemix.objectives import elbo, iwae_bound, latent_noise
+from vaemix.pictures import all_pictures, save_png
 from vaemix.priors import MixturePrior, component_log_posterior
+from vaemix.summaries import Summaries, write_json, write_projector
 
 EVAL_BATCH = 500
 
@@ -179,11 +181,6 @@ def model_report(
 def evaluate_run(run_dir: str | Path, checkpoint: str | None = None, data=None, options=None) -> dict:
     """Evaluate ``checkpoint`` (default: latest) of ``run_dir`` on the test split of ``data`` (default:
     the run's own data). Writes ``<run_dir>/eval/metrics.json``, PNGs and TensorBoard summaries."""
-    from vaemix.config import EvalOptions
-    from vaemix.data import data_kwargs, load
-    from vaemix.pictures import all_pictures, save_png
-    from vaemix.summaries import Summaries, write_json, write_projector
-
     options = options or EvalOptions()
     run_dir = Path(run_dir)
     run_cfg = load_run_config(run_dir)

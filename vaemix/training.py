@@ -167,10 +167,11 @@ _COVARIANCE_FLOOR = 1e-2  # added to fitted covariances: latent means on a spher
 
 def fit_prior(prior: MixturePrior, z: np.ndarray, method: str, seed: int) -> None:
     """Set the mixture to a GMM (or k-means clusters) fitted to latent vectors ``z [N, D]``."""
-    from sklearn.cluster import KMeans
-    from sklearn.mixture import GaussianMixture
+    from sklearn.mixture import GaussianMixture  # the GMM the clustering benchmark measured
 
-    k, d = prior.components, z.shape[1]
+    from vaemix.mixture.gmm import kmeans, mixture_moments
+
+    k = prior.components
     if method == "gmm":
         cov_type = "full" if prior.covariance == "full" else "diag"
         gmm = GaussianMixture(k, covariance_type=cov_type, n_init=3, reg_covar=_COVARIANCE_FLOOR, random_state=seed)
@@ -178,17 +179,8 @@ def fit_prior(prior: MixturePrior, z: np.ndarray, method: str, seed: int) -> Non
         cov = gmm.covariances_ if cov_type == "full" else np.stack([np.diag(c) for c in gmm.covariances_])
         prior.assign(gmm.weights_, gmm.means_, cov)
         return
-    labels = KMeans(k, n_init=10, random_state=seed).fit_predict(z)
-    weights = np.bincount(labels, minlength=k) / len(z)
-    means = np.stack([z[labels == j].mean(0) if np.any(labels == j) else z.mean(0) for j in range(k)])
-    cov = np.stack(
-        [
-            np.cov(z[labels == j].T) + _COVARIANCE_FLOOR * np.eye(d) if np.sum(labels == j) > d else np.eye(d)
-            for j in range(k)
-        ]
-    )
-    if prior.covariance == "diag":
-        cov = np.stack([np.diag(np.diag(c)) for c in cov])
+    labels = kmeans(z, k, seed=seed)
+    weights, means, cov = mixture_moments(z, np.eye(k)[labels], prior.covariance, _COVARIANCE_FLOOR)
     prior.assign(np.maximum(weights, 1e-3) / np.maximum(weights, 1e-3).sum(), means, cov)
 
 

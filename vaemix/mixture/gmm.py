@@ -73,6 +73,24 @@ def _component_log_prob(x: np.ndarray, means: np.ndarray, covs: np.ndarray) -> n
     return out
 
 
+def mixture_moments(
+    x: np.ndarray, resp: np.ndarray, covariance: str = "full", reg_covar: float = 1e-6
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weights ``[K]``, means ``[K, D]`` and covariances ``[K, D, D]`` (+ ``reg_covar`` I) of ``x [N, D]``
+    under responsibilities ``resp [N, K]``: EM's M-step, or k-means clusters with one-hot ``resp``."""
+    nk = resp.sum(0) + 1e-10  # [K]
+    means = resp.T @ x / nk[:, None]  # [K, D]
+    covs = []
+    for k in range(resp.shape[1]):
+        diff = x - means[k]
+        if covariance == "full":
+            cov = (resp[:, k, None] * diff).T @ diff / nk[k]
+        else:
+            cov = np.diag(resp[:, k] @ diff**2 / nk[k])
+        covs.append(cov + reg_covar * np.eye(x.shape[1]))
+    return nk / len(x), means, np.stack(covs)
+
+
 class GaussianMixture:
     """A K-component Gaussian mixture over ``[D]`` fitted by maximum likelihood (EM).
 
@@ -101,17 +119,7 @@ class GaussianMixture:
     # -- fitting ---------------------------------------------------------------------------------
 
     def _m_step(self, x: np.ndarray, resp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        nk = resp.sum(0) + 1e-10  # [K]
-        means = resp.T @ x / nk[:, None]  # [K, D]
-        covs = []
-        for k in range(self.components):
-            diff = x - means[k]
-            if self.covariance == "full":
-                cov = (resp[:, k, None] * diff).T @ diff / nk[k]
-            else:
-                cov = np.diag(resp[:, k] @ diff**2 / nk[k])
-            covs.append(cov + self.reg_covar * np.eye(x.shape[1]))
-        return nk / len(x), means, np.stack(covs)
+        return mixture_moments(x, resp, self.covariance, self.reg_covar)
 
     def _em(self, x: np.ndarray, rng: np.random.Generator) -> tuple[float, tuple, int, bool]:
         centres = kmeans_plus_plus(x, self.components, rng)

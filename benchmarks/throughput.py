@@ -1,14 +1,18 @@
 """Training throughput of vaemix's real step against a bare TF step of the same maths.
 
-    python benchmarks/throughput.py                 # mlp and conv, with and without XLA, 200 steps each
-    python benchmarks/throughput.py --steps 50 --models mlp --out /tmp/t.json
+    python benchmarks/throughput.py --train-memory   # mlp and conv, with and without XLA, 200 steps each
+    python benchmarks/throughput.py --steps 50 --models mlp --repeats 1 --out /tmp/t.json
 
-Each configuration runs in a fresh process. "framework" is the step ``train.py`` runs: the strategy,
-the input pipeline (distributed ``tf.data`` from index batches) and the ``tf.function`` step; "bare" is
-the same model and loss (VaDE MLP 784-500-500-2000-10 or the conv net, full-covariance GMM prior with
-K=10, MC KL with one sample, Bernoulli pixels, Adam) written directly in TF on a constant batch. It prints
-a table (examples/s, ms/step, first-step compile time, peak RSS) and writes JSON; ``--train-memory``
-also reports the peak memory of a default ``python train.py`` run.
+Each cell runs in ``--repeats`` fresh processes and reports the median. "framework" is what
+``train.py`` runs: the strategy, the input pipeline (distributed ``tf.data`` from index batches) and
+``train_steps``, which runs the ``trainer.log_every`` steps between two log lines in one call. Its rows
+use ``experiment=vade`` (no augmentation, no contrastive term), whose maths "bare" repeats: the same
+model and loss (VaDE MLP 784-500-500-2000-10 or the conv net, full-covariance GMM prior with K=10, MC
+KL with one sample, Bernoulli pixels, Adam) written directly in TF on a constant batch, one
+``tf.function`` call a step as a hand-written loop does. Extra rows time the default recipe's step
+(``experiment=clustering``: augmented views and the contrastive term), which has no bare twin. It
+prints a table (examples/s, ms/step, first-call compile time, peak RSS) and writes JSON;
+``--train-memory`` also reports the peak memory of a short default ``python train.py`` run.
 """
 
 from __future__ import annotations
@@ -30,27 +34,34 @@ import tensorflow_probability as tfp  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _framework(model: str, jit: bool, steps: int, batch: int) -> dict:
+def _framework(model: str, jit: str, steps: int, batch: int, experiment: str) -> dict:
     from hydra import compose, initialize_config_dir
 
     from vaemix.config import register_schemas, to_config
     from vaemix.data import load
     from vaemix.strategies import make_strategy
-    from vaemix.training import Loop, Summaries, build_state, make_schedule, make_train_step
+    from vaemix.training import Loop, Summaries, build_state, make_schedule, make_train_step, use_jit
 
     register_schemas()
+    overrides = [f"experiment={experiment}", f"model={model}", f"trainer.jit={jit}", f"trainer.batch_size={batch}"]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = to_config(
-            compose("config", [f"model={model}", f"trainer.jit={str(jit).lower()}", f"trainer.batch_size={batch}"])
-        )
+        cfg = to_config(compose("config", overrides))
+    t = cfg.trainer
     strategy = make_strategy("default")
     data = load("mnist5k")
-    schedule = make_schedule(len(data.train_images), batch, 1, 10_000, steps + 6)
+    chunk = t.log_every  # train.py runs the steps between two log lines in one call
+    calls = -(-steps // chunk)
+    schedule = make_schedule(len(data.train_images), batch, 1, 10_000, (calls + 2) * chunk)  # + compile, warm-up
     with strategy.scope():
         state = build_state(cfg, data.image_shape, schedule.steps_per_epoch)
-    step, _ = make_train_step(state.vae, state.updates, strategy, schedule, 1, 0, jit)
-    batches = Loop(strategy, data, cfg, True, Summaries("/tmp", enabled=False)).batches(schedule, 0, 0)
-    return _time(lambda i: step(next(batches), tf.constant(i, tf.int64), tf.constant(1.0))["loss"], steps)
+    xla, _ = use_jit(jit, model)
+    train_steps, _ = make_train_step(
+        state.vae, state.updates, strategy, schedule, t.kl_samples, 0, xla, lambda _: 1.0, t.contrastive, t.temperature
+    )
+    loop = Loop(strategy, data, cfg, True, Summaries("/tmp", enabled=False))
+    batches = loop.batches(schedule, 0, 0, views=2 if t.contrastive else 1)
+    count = tf.constant(chunk, tf.int64)
+    return _time(lambda i: train_steps(batches, tf.constant(i * chunk, tf.int64), count)["loss"], calls, chunk)
 
 
 def _bare(model: str, jit: bool, steps: int, batch: int) -> dict:
@@ -124,20 +135,22 @@ def _bare(model: str, jit: bool, steps: int, batch: int) -> dict:
         opt.apply_gradients(zip(grads, variables, strict=False))
         return loss
 
-    return _time(lambda i: step(tf.constant(i, tf.int64)), steps)
+    return _time(lambda i: step(tf.constant(i, tf.int64)), steps, 1)
 
 
-def _time(step, steps: int) -> dict:
+def _time(call, calls: int, steps_per_call: int) -> dict:
+    """Time ``calls`` calls of ``call(i)`` after a compiling call and warm-up calls (>= 5 steps)."""
     t0 = time.perf_counter()
-    float(step(0))
+    float(call(0))
     compile_s = time.perf_counter() - t0
-    for i in range(1, 6):  # warm-up: let tf.data and the allocator settle
-        step(i)
+    warmup = -(-5 // steps_per_call)
+    for i in range(1, warmup + 1):  # let tf.data and the allocator settle
+        float(call(i))
     t0 = time.perf_counter()
-    for i in range(6, steps + 6):
-        out = step(i)
+    for i in range(warmup + 1, warmup + calls + 1):
+        out = call(i)
     float(out)  # wait for the last step
-    dt = (time.perf_counter() - t0) / steps
+    dt = (time.perf_counter() - t0) / (calls * steps_per_call)
     return {
         "ms_per_step": 1000 * dt,
         "compile_s": compile_s,
@@ -145,11 +158,19 @@ def _time(step, steps: int) -> dict:
     }
 
 
-def _worker(kind: str, model: str, jit: bool, steps: int, batch: int) -> None:
-    fn = _framework if kind == "framework" else _bare
-    result = fn(model, jit, steps, batch)
+def _worker(kind: str, model: str, jit: str, experiment: str, steps: int, batch: int) -> None:
+    if kind == "framework":
+        result = _framework(model, jit, steps, batch, experiment)
+    else:
+        result = _bare(model, jit == "true", steps, batch)
     result["examples_per_s"] = batch * 1000 / result["ms_per_step"]
     print("RESULT " + json.dumps(result))
+
+
+def _median_run(repeats: int, *args: str) -> dict:
+    """The run with the median ms/step of ``repeats`` fresh processes (this machine's noise is +-5%)."""
+    runs = sorted((_run_worker(*args) for _ in range(repeats)), key=lambda r: r["ms_per_step"])
+    return {**runs[len(runs) // 2], "samples_ms_per_step": [r["ms_per_step"] for r in runs]}
 
 
 def _run_worker(*args: str) -> dict:
@@ -189,39 +210,52 @@ def _train_memory() -> dict:
     }
 
 
+def _row(model: str, jit: str, experiment: str, bares: dict | None, args: argparse.Namespace) -> dict:
+    """One table row; ``bares`` caches the bare step by (model, XLA), None for a row with no bare twin."""
+    common = ("--steps", str(args.steps), "--batch", str(args.batch))
+    row: dict = {"model": model, "jit": jit, "experiment": experiment}
+    row["framework"] = f = _median_run(args.repeats, "framework", model, jit, experiment, *common)
+    line = (
+        f"{model:5} {experiment:10} jit={jit:5} framework {f['examples_per_s']:6.0f} ex/s {f['ms_per_step']:5.1f} "
+        f"ms/step compile {f['compile_s']:4.1f}s rss {f['peak_rss_mb']:5.0f}MB"
+    )
+    if bares is not None:
+        xla = "true" if jit == "true" or (jit == "auto" and model == "mlp") else "false"  # as use_jit on CPU
+        if (model, xla) not in bares:
+            bares[model, xla] = _median_run(args.repeats, "bare", model, xla, experiment, *common)
+        row["bare"] = b = bares[model, xla]
+        row["bare_xla"] = xla == "true"
+        row["overhead"] = f["ms_per_step"] / b["ms_per_step"]
+        line += f" | bare xla={xla:5} {b['examples_per_s']:6.0f} ex/s {b['ms_per_step']:5.1f} ms/step"
+        line += f" | x{row['overhead']:.3f}"
+    print(line, flush=True)
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=3, help="fresh processes per cell; the median is reported")
     parser.add_argument("--models", nargs="+", default=["mlp", "conv"])
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "throughput.json"))
     parser.add_argument("--train-memory", action="store_true")
-    parser.add_argument("--worker", nargs=3, metavar=("KIND", "MODEL", "JIT"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs=4, metavar=("KIND", "MODEL", "JIT", "EXPERIMENT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        kind, model, jit = args.worker
-        _worker(kind, model, jit == "true", args.steps, args.batch)
+        _worker(*args.worker, args.steps, args.batch)
         return
 
-    rows = []
-    for model in args.models:
-        for jit in ("false", "true"):
-            row = {"model": model, "jit": jit == "true"}
-            for kind in ("framework", "bare"):
-                row[kind] = _run_worker(kind, model, jit, "--steps", str(args.steps), "--batch", str(args.batch))
-            row["overhead"] = row["framework"]["ms_per_step"] / row["bare"]["ms_per_step"]
-            rows.append(row)
-            f, b = row["framework"], row["bare"]
-            print(
-                f"{model:5} jit={jit:5}  framework {f['examples_per_s']:7.0f} ex/s {f['ms_per_step']:6.1f} ms/step "
-                f"compile {f['compile_s']:5.1f}s rss {f['peak_rss_mb']:5.0f}MB | bare {b['examples_per_s']:7.0f} "
-                f"ex/s {b['ms_per_step']:6.1f} ms/step | overhead x{row['overhead']:.3f}",
-                flush=True,
-            )
+    # The VaDE step (experiment=vade: no augmentation, no contrastive term) is the bare step's maths;
+    # the default recipe's step (augmented views, contrastive term) has no bare twin.
+    bares: dict = {}
+    rows = [_row(model, jit, "vade", bares, args) for model in args.models for jit in ("false", "auto", "true")]
+    rows += [_row(model, "auto", "clustering", None, args) for model in args.models]
     result = {
         "machine": f"{platform.machine()} {os.cpu_count()} cpus",
         "steps": args.steps,
         "batch": args.batch,
+        "repeats": args.repeats,
         "rows": rows,
     }
     if args.train_memory:

@@ -118,6 +118,48 @@ def test_checkpoint_that_does_not_fit_is_a_clear_error(tiny_config, tmp_path):
         train(tiny_config("trainer.max_steps=2", "model.latent_dim=3"), tmp_path)
 
 
+def test_mixed_float16_scales_the_loss_and_checkpoints_the_scale(tiny_config, tmp_path):
+    overrides = ("trainer.precision=mixed_float16", "trainer.max_steps=2", "strategy=mirrored", "strategy.devices=2")
+    m = train(tiny_config(*overrides), tmp_path)
+    assert m["step"] == 2 and np.isfinite(m["elbo"])
+    assert m["train/loss_scale"] == 2.0**15  # Keras's initial dynamic scale: it doubles after 2000 good steps
+    assert "train/loss_scale" in _scalar_tags(tmp_path / "tensorboard")
+    values = _checkpoint_values(tmp_path)
+    # A resumed run goes on with the scale and its count of good steps.
+    assert values["optimizer/loss_scale/current_loss_scale/.ATTRIBUTES/VARIABLE_VALUE"] == 2.0**15
+    assert values["optimizer/loss_scale/good_steps/.ATTRIBUTES/VARIABLE_VALUE"] == 2
+    assert all(v.dtype == np.float32 for k, v in values.items() if "optimizer" not in k)
+
+
+def test_float16_overflow_skips_the_network_step_and_halves_the_scale(tiny_config):
+    from vaemix.data import data_kwargs, load
+    from vaemix.keras import keras
+    from vaemix.training import Loop, Summaries, build_state, make_schedule, make_train_step
+
+    cfg = tiny_config("trainer.precision=mixed_float16")
+    data = load(cfg.data.name, **data_kwargs(cfg.data))
+    schedule = make_schedule(len(data.train_images), 50, 1, 1, 1)
+    state = build_state(cfg, data.image_shape, schedule.steps_per_epoch)
+    vae = state.vae
+    dense = [layer for layer in vae.encoder.layers if isinstance(layer, keras.layers.Dense)]
+    assert [layer.compute_dtype for layer in dense] == ["float16", "float32"]  # hidden | head
+    assert isinstance(state.optimizer, keras.mixed_precision.LossScaleOptimizer)
+    # A scale of 2^40 overflows float16 in the backward pass of the hidden layers.
+    scaler = keras.mixed_precision.LossScaleOptimizer(keras.optimizers.Adam(1e-3), initial_scale=2.0**40)
+    prior_optimizer = keras.optimizers.Adam(1e-2)
+    networks = [*vae.encoder.trainable_variables, *vae.decoder.trainable_variables]
+    updates = [(scaler, networks), (prior_optimizer, list(vae.prior.trainable_variables))]
+    strategy = tf.distribute.get_strategy()
+    train_steps, check_finite = make_train_step(vae, updates, strategy, schedule, 1, 0, False, lambda _: 1.0)
+    before, loc = [v.numpy() for v in networks], vae.prior.loc.numpy()
+    batches = Loop(strategy, data, cfg, True, Summaries("/unused", enabled=False)).batches(schedule, 0, 0)
+    values = train_steps(batches, tf.constant(0, tf.int64), tf.constant(1, tf.int64))
+    check_finite()  # a skipped float16 step is not divergence
+    assert float(values["loss_scale"]) == 2.0**39 and np.isfinite(float(values["loss"]))
+    assert all(np.array_equal(a, v.numpy()) for a, v in zip(before, networks, strict=True))
+    assert not np.allclose(loc, vae.prior.loc.numpy())  # the prior's float32 gradients were applied
+
+
 def test_mixed_bfloat16_keeps_heads_and_loss_in_float32(tiny_config, tmp_path):
     from vaemix.keras import keras
 

@@ -236,7 +236,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=3, help="fresh processes per cell; the median is reported")
+    parser.add_argument("--repeats", type=int, default=5, help="fresh processes per cell; the median is reported")
     parser.add_argument("--models", nargs="+", default=["mlp", "conv"])
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "throughput.json"))
     parser.add_argument("--train-memory", action="store_true")

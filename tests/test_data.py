@@ -121,8 +121,11 @@ def test_replica_chunks_concatenate_to_the_single_device_batches():
 def test_dynamic_binarisation_depends_on_the_counter_only():
     images = np.full((4, 2, 2, 1), 128, np.uint8)
     batches = np.array([[0, 1], [2, 3]], np.int32)
-    run = lambda counters: [x.numpy() for _, x in train_dataset(images, batches, counters, "dynamic", seed=5)]  # noqa: E731
-    first, again = run(np.array([7, 8])), run(np.array([7, 8]))
+
+    def run(counters: np.ndarray, threads: int | None = None) -> list[np.ndarray]:
+        return [x.numpy() for _, x in train_dataset(images, batches, counters, "dynamic", 5, threads=threads)]
+
+    first, again = run(np.array([7, 8])), run(np.array([7, 8]), threads=1)  # nor on the pipeline's threads
     assert set(np.unique(first[0])) <= {0.0, 1.0}
     np.testing.assert_array_equal(first[1], again[1])
     np.testing.assert_array_equal(run(np.array([8, 9]))[0], first[1])

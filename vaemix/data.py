@@ -346,6 +346,7 @@ def train_dataset(
     seed: int,
     augment: dict[str, float] | None = None,
     views: int = 1,
+    threads: int | None = None,
 ) -> tf.data.Dataset:
     """``(views, targets)`` batches for the index rows of ``batches`` (see :func:`index_batches`):
     ``targets`` ``float32 [b, H, W, C]`` are the images the decoder must explain, ``views`` a tuple of
@@ -353,6 +354,7 @@ def train_dataset(
     :func:`random_affine` views with ``augment`` (keys ``max_shift``, ``max_rotation``, ``max_zoom``),
     which teach the encoder that pose is not identity. Dynamic binarisation and augmentation draw from
     stateless seeds ``(seed, counter)``, so a resumed run draws what the uninterrupted run would have.
+    ``threads`` caps the pipeline at that many threads of its own (None: tf.data's autotuning).
     """
     pixels = tf.constant(images)  # [N, H, W, C] uint8, kept on the host
 
@@ -368,7 +370,12 @@ def train_dataset(
         ), x
 
     ds = tf.data.Dataset.from_tensor_slices((counters, batches))
-    return ds.map(fetch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+    if threads is None:
+        return ds.map(fetch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = threads
+    options.autotune.enabled = False
+    return ds.map(fetch, num_parallel_calls=threads, deterministic=True).prefetch(2).with_options(options)
 
 
 def eval_dataset(images: np.ndarray, batch_size: int) -> tf.data.Dataset:

@@ -261,7 +261,11 @@ class Loop:
             rows, counters = index_batches(
                 n, schedule.global_batch, seed, start, schedule.total_steps, schedule.replicas, mine
             )
-            return train_dataset(self.data.train_images, rows, counters, d.binarize, seed, augment, views)
+            return train_dataset(self.data.train_images, rows, counters, d.binarize, seed, augment, views, threads)
+
+        # On a CPU the pipeline's threads take cores from the step: one thread stays ahead of it (0.3 ms
+        # a batch, ~5 ms with two augmented views, against 35-80 ms steps) and contends less (~3% faster).
+        threads = None if tf.config.list_physical_devices("GPU") else 1
 
         return iter(self.strategy.distribute_datasets_from_function(pipeline))
 

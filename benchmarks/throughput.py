@@ -39,8 +39,9 @@ def _framework(model: str, jit: str, steps: int, batch: int, experiment: str) ->
 
     from vaemix.config import register_schemas, to_config
     from vaemix.data import load
+    from vaemix.steps import make_schedule, make_train_step, use_jit
     from vaemix.strategies import make_strategy
-    from vaemix.training import Loop, Summaries, build_state, make_schedule, make_train_step, use_jit
+    from vaemix.training import Loop, Summaries, build_state
 
     register_schemas()
     overrides = [f"experiment={experiment}", f"model={model}", f"trainer.jit={jit}", f"trainer.batch_size={batch}"]

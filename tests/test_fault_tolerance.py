@@ -14,7 +14,8 @@ import pytest
 import tensorflow as tf
 
 from conftest import ROOT, TINY
-from vaemix.training import NonFiniteError, train
+from vaemix.steps import NonFiniteError
+from vaemix.training import train
 
 
 def _values(run_dir) -> dict[str, np.ndarray]:

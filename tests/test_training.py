@@ -134,7 +134,8 @@ def test_mixed_float16_scales_the_loss_and_checkpoints_the_scale(tiny_config, tm
 def test_float16_overflow_skips_the_network_step_and_halves_the_scale(tiny_config):
     from vaemix.data import data_kwargs, load
     from vaemix.keras import keras
-    from vaemix.training import Loop, Summaries, build_state, make_schedule, make_train_step
+    from vaemix.steps import make_schedule, make_train_step
+    from vaemix.training import Loop, Summaries, build_state
 
     cfg = tiny_config("trainer.precision=mixed_float16")
     data = load(cfg.data.name, **data_kwargs(cfg.data))

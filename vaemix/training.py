@@ -27,168 +27,26 @@ from tqdm.auto import tqdm
 
 from vaemix.checkpoints import Checkpoints
 from vaemix.config import Config
-from vaemix.data import ImageData, data_kwargs, index_batches, load, steps_per_epoch, train_dataset
+from vaemix.data import ImageData, data_kwargs, index_batches, load, train_dataset
 from vaemix.errors import Preempted, UserError
 from vaemix.evaluation import elbo_evaluator, latent_means, model_report
 from vaemix.keras import keras  # tf_keras (Keras 2)
 from vaemix.models import VAE, build_vae
 from vaemix.networks import reset_encoder_scale
-from vaemix.objectives import contrastive_loss, elbo, latent_noise
 from vaemix.pictures import all_pictures
 from vaemix.priors import MixturePrior
+from vaemix.steps import Schedule, make_schedule, make_train_step, use_jit
 from vaemix.strategies import is_chief, make_strategy
 from vaemix.summaries import Summaries, flat_hparams, prior_scalars, write_json
 
 log = logging.getLogger("vaemix")
 
-_TERMS = ("reconstruction", "kl", "gradients")
 _PRETRAIN_SEED = 1_000_003  # offset of the pretraining phase's data order and augmentation draws
 _START_SCALE = 0.1  # q(z|x)'s standard deviation when the ELBO phase starts from pretrained networks
 
 
-class NonFiniteError(UserError):
-    """The loss or the gradients stopped being finite."""
-
-
-@dataclass
-class Schedule:
-    """How many steps, in which global batches."""
-
-    global_batch: int
-    replicas: int
-    steps_per_epoch: int
-    total_steps: int
-
-    @property
-    def local_batch(self) -> int:
-        return self.global_batch // self.replicas
-
-
-def make_schedule(num_examples: int, batch_size: int, replicas: int, epochs: int, max_steps: int | None) -> Schedule:
-    if batch_size % replicas:
-        raise UserError(f"trainer.batch_size={batch_size} must be divisible by the {replicas} replicas")
-    if batch_size > num_examples:
-        raise UserError(f"trainer.batch_size={batch_size} is larger than the {num_examples} training examples")
-    spe = steps_per_epoch(num_examples, batch_size)
-    return Schedule(batch_size, replicas, spe, max_steps if max_steps is not None else epochs * spe)
-
-
-def use_jit(setting: str, architecture: str) -> tuple[bool, bool]:
-    """Resolve ``trainer.jit`` to XLA for (the per-replica loss and gradients, the optimizer update).
-
-    Measured on CPU: XLA speeds the MLP's step and slows the conv net's, and it speeds the update (one
-    elementwise pass over every weight) of both. ``false`` turns XLA off everywhere."""
-    if setting != "auto":
-        return setting == "true", setting == "true"
-    return architecture == "mlp" or bool(tf.config.list_physical_devices("GPU")), True
-
-
 def _network_variables(vae: VAE) -> list[tf.Variable]:
     return [*vae.encoder.trainable_variables, *vae.decoder.trainable_variables]
-
-
-def make_train_step(
-    vae: VAE,
-    updates: list[tuple[keras.optimizers.Optimizer, list[tf.Variable]]],
-    strategy: tf.distribute.Strategy,
-    schedule: Schedule,
-    kl_samples: int,
-    seed: int,
-    jit: bool,
-    beta: Callable[[tf.Tensor], tf.Tensor],
-    contrastive: float = 0.0,
-    temperature: float = 1.0,
-):
-    """``train_steps(batches, start, count) -> global means of the last step`` and a ``check_finite()``
-    that raises at the first step whose loss or gradients were not finite.
-
-    ``train_steps`` runs steps ``[start, start + count)`` on the distributed iterator ``batches`` of
-    per-replica ``(views, targets)`` in one ``tf.function`` call: no Python between steps, which saves
-    ~1 ms a step on 2 CPU cores. ``beta(step)`` weighs the rate. ``updates`` pairs each optimizer with
-    the variables it updates. ``kl_samples=0`` trains a plain autoencoder: z is the encoder mean and
-    only the distortion counts. ``contrastive > 0`` adds that weight times :func:`contrastive_loss`
-    between the encoder means of two views (needs two views).
-    """
-    variables = [v for _, vs in updates for v in vs]
-    # Under mixed_float16 the network optimizer scales the loss, and skips the steps whose float16
-    # gradients overflowed (lowering the scale): those are not divergence. Other gradients must be finite.
-    scaler = next((o for o, _ in updates if isinstance(o, keras.mixed_precision.LossScaleOptimizer)), None)
-    scaled = {id(v) for o, vs in updates if o is scaler for v in vs}
-    checked = [i for i, v in enumerate(variables) if id(v) not in scaled]
-    gb, b, d = schedule.global_batch, schedule.local_batch, vae.latent_dim
-    first_bad = tf.Variable(-1, dtype=tf.int64, trainable=False)  # step of the first non-finite update
-    bad_terms = tf.Variable([False] * len(_TERMS), trainable=False)
-
-    def loss_and_grads(views: tuple[tf.Tensor, ...], targets: tf.Tensor, noise: tf.Tensor, beta: tf.Tensor):
-        with tf.GradientTape() as tape:
-            terms = elbo(vae, targets, noise, inputs=views[0])
-            per_example = terms.distortion + beta * terms.rate
-            if contrastive:
-                other = vae.encoder(views[1]).mean()
-                per_example += contrastive * contrastive_loss(terms.latent_mean, other, temperature)
-            # Mean over the *global* batch, so summing replicas' gradients gives the global gradient.
-            loss = tf.nn.compute_average_loss(per_example, global_batch_size=gb)
-            if scaler:
-                loss = scaler.get_scaled_loss(loss)
-        grads = tape.gradient(loss, variables)
-        if scaler:
-            grads = scaler.get_unscaled_gradients(grads)
-        # Checked here, not after: inside the XLA cluster the check fuses into the backward pass.
-        grads_ok = tf.reduce_all(tf.stack([True] + [tf.reduce_all(tf.math.is_finite(grads[i])) for i in checked]))
-        return tf.reduce_sum(terms.distortion), tf.reduce_sum(terms.rate), grads, grads_ok
-
-    # XLA compiles the per-replica maths only: a jit-compiled function around strategy.run fails.
-    compute = tf.function(loss_and_grads, jit_compile=True) if jit else loss_and_grads
-
-    def replica_step(batch: tuple[tuple[tf.Tensor, ...], tf.Tensor], step: tf.Tensor, beta: tf.Tensor):
-        # A multi-worker iterator read inside the loop forgets the static batch size, which XLA needs.
-        shape = [b, *batch[1].shape[1:]]
-        views, targets = tuple(tf.ensure_shape(v, shape) for v in batch[0]), tf.ensure_shape(batch[1], shape)
-        if kl_samples:
-            # Noise for the whole global batch, then this replica's rows: the same z whatever the layout.
-            replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-            noise = latent_noise(seed, step, [kl_samples, gb, d])[:, replica * b : (replica + 1) * b]
-        else:
-            noise = tf.zeros([1, tf.shape(targets)[0], d])
-        distortion, rate, grads, grads_ok = compute(views, targets, noise, beta)
-        i = 0
-        for optimizer, vs in updates:
-            optimizer.apply_gradients(zip(grads[i : i + len(vs)], vs, strict=True))
-            i += len(vs)
-        return distortion, rate, tf.cast(grads_ok, tf.float32)
-
-    def train_step(batch, step: tf.Tensor) -> dict[str, tf.Tensor]:
-        weight = tf.cast(beta(step), tf.float32)
-        distortion, rate, grads_ok = strategy.run(replica_step, args=(batch, step, weight))
-        total = lambda v: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)  # noqa: E731
-        rec, kl = total(distortion) / gb, total(rate) / gb
-        ok = tf.stack([tf.math.is_finite(rec), tf.math.is_finite(kl), total(grads_ok) >= schedule.replicas])
-        is_first = (first_bad < 0) & ~tf.reduce_all(ok)
-        first_bad.assign(tf.where(is_first, step, first_bad))
-        bad_terms.assign(tf.where(is_first, ~ok, bad_terms))
-        values = {"loss": rec + weight * kl, "reconstruction": rec, "kl": kl}
-        if scaler:
-            values["loss_scale"] = tf.cast(scaler.loss_scale, tf.float32)
-        return values
-
-    @tf.function
-    def train_steps(batches, start: tf.Tensor, count: tf.Tensor) -> dict[str, tf.Tensor]:
-        names = ["loss", "reconstruction", "kl"] + (["loss_scale"] if scaler else [])
-        values = {k: tf.constant(0.0) for k in names}
-        for i in tf.range(count):
-            values = train_step(next(batches), start + i)
-        return values
-
-    def check_finite() -> None:
-        step = int(first_bad.numpy())
-        if step >= 0:
-            terms = [t for t, bad in zip(_TERMS, bad_terms.numpy(), strict=True) if bad]
-            raise NonFiniteError(
-                f"training diverged at step {step + 1}: non-finite {', '.join(terms)}; "
-                "the last good checkpoint is kept (lower trainer.lr, or try prior.covariance=diag)"
-            )
-
-    return train_steps, check_finite
 
 
 _COVARIANCE_FLOOR = 1e-2  # added to fitted covariances: latent means on a sphere have ~0 radial variance,

@@ -55,7 +55,7 @@ def _framework(model: str, jit: str, steps: int, batch: int, experiment: str) ->
     schedule = make_schedule(len(data.train_images), batch, 1, 10_000, (calls + 2) * chunk)  # + compile, warm-up
     with strategy.scope():
         state = build_state(cfg, data.image_shape, schedule.steps_per_epoch)
-    xla, _ = use_jit(jit, model)
+    xla = use_jit(jit, model)
     train_steps, _ = make_train_step(
         state.vae, state.updates, strategy, schedule, t.kl_samples, 0, xla, lambda _: 1.0, t.contrastive, t.temperature
     )

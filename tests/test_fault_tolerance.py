@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import ROOT, TINY
-from vaemix.steps import NonFiniteError
+from vaemix.steps import NonFiniteError, all_finite
 from vaemix.training import train
 
 
@@ -47,6 +47,29 @@ def test_nonfinite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(t
     saved = sorted(p.name for p in (tmp_path / "checkpoints").glob("ckpt-*.index"))
     assert saved == ["ckpt-0.index"]
     assert all(np.all(np.isfinite(v)) for v in _values(tmp_path).values())
+
+
+@pytest.mark.parametrize(
+    "bad,expected",
+    [
+        (None, True),
+        (np.nan, False),
+        (np.inf, False),
+        (-np.inf, False),
+        (1e30, True),  # large but finite
+    ],
+)
+def test_all_finite_finds_a_single_bad_entry(bad, expected):
+    grads = [tf.ones([3, 4]), tf.fill([1000], -2.0), tf.zeros([2])]
+    if bad is not None:
+        grads[1] = tf.tensor_scatter_nd_update(grads[1], [[517]], [bad])
+    assert bool(all_finite(grads)) is expected
+    assert bool(tf.function(all_finite, jit_compile=True)(grads)) is expected
+
+
+def test_all_finite_sees_infinities_of_opposite_sign_in_different_tensors():
+    assert not bool(all_finite([tf.constant([np.inf]), tf.constant([-np.inf])]))
+    assert bool(all_finite([]))
 
 
 def test_deterministic_runs_give_the_same_curve(tiny_config, tmp_path):

@@ -8,6 +8,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from vaemix.errors import UserError
+from vaemix.steps import Jit, use_jit
 from vaemix.training import train
 
 
@@ -69,10 +70,21 @@ def test_mirrored_two_cpus_gives_the_same_update_as_one_device(tiny_config, tmp_
     assert worst <= 1e-6
 
 
-def test_jit_step_trains_like_the_plain_step(tiny_config, tmp_path):
-    plain = train(tiny_config("trainer.max_steps=3", "trainer.jit=false"), tmp_path / "plain")
-    jit = train(tiny_config("trainer.max_steps=3", "trainer.jit=true"), tmp_path / "jit")
-    assert jit["elbo"] == pytest.approx(plain["elbo"], rel=1e-3)
+@pytest.mark.parametrize(
+    "model,jit", [(("model.architecture=mlp",), "true"), (("model=conv", "model.filters=[4,8]"), "auto")]
+)
+def test_xla_trains_like_no_xla(tiny_config, tmp_path, model, jit):
+    """The whole step compiled (mlp, jit=true), or only the latent maths (conv on CPU, jit=auto)."""
+    plain = train(tiny_config(*model, "trainer.max_steps=3", "trainer.jit=false"), tmp_path / "plain")
+    xla = train(tiny_config(*model, "trainer.max_steps=3", f"trainer.jit={jit}"), tmp_path / "xla")
+    assert xla["elbo"] == pytest.approx(plain["elbo"], rel=1e-3)
+
+
+def test_jit_auto_compiles_what_measured_faster_on_cpu():
+    assert use_jit("auto", "mlp") == Jit(step=True, latent=False, update=True)
+    assert use_jit("auto", "conv") == Jit(step=False, latent=True, update=True)
+    assert use_jit("true", "conv") == Jit(step=True, latent=False, update=True)
+    assert use_jit("false", "mlp") == Jit(step=False, latent=False, update=False)
 
 
 def test_conv_gaussian_and_dynamic_binarisation_train(tiny_config, tmp_path):
@@ -151,7 +163,8 @@ def test_float16_overflow_skips_the_network_step_and_halves_the_scale(tiny_confi
     networks = [*vae.encoder.trainable_variables, *vae.decoder.trainable_variables]
     updates = [(scaler, networks), (prior_optimizer, list(vae.prior.trainable_variables))]
     strategy = tf.distribute.get_strategy()
-    train_steps, check_finite = make_train_step(vae, updates, strategy, schedule, 1, 0, False, lambda _: 1.0)
+    no_xla = use_jit("false", "mlp")
+    train_steps, check_finite = make_train_step(vae, updates, strategy, schedule, 1, 0, no_xla, lambda _: 1.0)
     before, loc = [v.numpy() for v in networks], vae.prior.loc.numpy()
     batches = Loop(strategy, data, cfg, True, Summaries("/unused", enabled=False)).batches(schedule, 0, 0)
     values = train_steps(batches, tf.constant(0, tf.int64), tf.constant(1, tf.int64))

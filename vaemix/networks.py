@@ -49,6 +49,21 @@ def reset_encoder_scale(encoder: keras.Model, latent_dim: int, scale: float) -> 
     head.set_weights([kernel, bias])
 
 
+@tf.custom_gradient
+def _bernoulli_log_prob(events: tf.Tensor, logits: tf.Tensor):
+    """``log p(events)`` under Bernoulli(sigmoid(logits)), elementwise: ``x l - softplus(l)``.
+
+    Its gradients are written out (``l`` for the events, ``x - sigmoid(l)`` for the logits): TF
+    differentiates the cross-entropy's composite ops one by one, 0.88 vs 0.23 ms for the forward and
+    backward pass of a [256, 784] batch without XLA, which is how the conv net trains on CPU.
+    """
+
+    def grad(upstream: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return upstream * logits, upstream * (events - tf.sigmoid(logits))
+
+    return -tf.nn.sigmoid_cross_entropy_with_logits(labels=events, logits=logits), grad
+
+
 class LogitBernoulli(tfd.Bernoulli):
     """A logits-parameterised Bernoulli whose ``log_prob`` is the fused sigmoid cross-entropy.
 
@@ -59,7 +74,7 @@ class LogitBernoulli(tfd.Bernoulli):
 
     def _log_prob(self, event: tf.Tensor) -> tf.Tensor:
         logits = self._logits_parameter_no_checks()
-        return -tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.cast(event, logits.dtype), logits=logits)
+        return _bernoulli_log_prob(tf.cast(event, logits.dtype), logits)
 
 
 def _decoder_head(image_shape: Sequence[int], likelihood: str) -> keras.layers.Layer:

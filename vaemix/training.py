@@ -289,7 +289,7 @@ def build_state(cfg: Config, image_shape: tuple[int, ...], steps_per_epoch: int)
     finally:
         keras.mixed_precision.set_global_policy(previous)
     decay_steps = t.lr_decay_epochs * steps_per_epoch
-    (_, jit), scaled = use_jit(t.jit, cfg.model.architecture), t.precision == "mixed_float16"
+    jit, scaled = use_jit(t.jit, cfg.model.architecture).update, t.precision == "mixed_float16"
     optimizer = _adam(_decayed(t.lr, t.lr_decay, decay_steps), jit, scaled)  # the networks' (float16 layers)
     updates = [(optimizer, list(vae.trainable_variables))]
     optimizers = {"optimizer": optimizer}
@@ -355,7 +355,7 @@ def train(cfg: Config, run_dir: str | Path) -> dict[str, float]:
 
     start = int(optimizer.iterations.numpy())
     warmup = t.kl_warmup_epochs * spe
-    jit, _ = use_jit(t.jit, cfg.model.architecture)
+    jit = use_jit(t.jit, cfg.model.architecture)
     train_steps, check_finite = make_train_step(
         vae,
         state.updates,
@@ -414,7 +414,7 @@ def pretrain(loop: Loop, vae: VAE, optimizer, schedule: Schedule, run_dir: Path,
     t = loop.cfg.trainer
     step, check = make_train_step(
         vae, [(optimizer, _network_variables(vae))], loop.strategy, schedule, 0, seed + _PRETRAIN_SEED,
-        use_jit(t.jit, loop.cfg.model.architecture)[0], lambda _: 0.0, t.pretrain_contrastive, t.temperature,
+        use_jit(t.jit, loop.cfg.model.architecture), lambda _: 0.0, t.pretrain_contrastive, t.temperature,
     )  # fmt: skip
     views = 2 if t.pretrain_contrastive else 1
     loop.run("pretrain", schedule, start, step, check, ckpts, seed + _PRETRAIN_SEED, views=views)

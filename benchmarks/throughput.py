@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -190,6 +191,8 @@ def _run_worker(*args: str) -> dict:
 
 
 def _train_memory() -> dict:
+    run_dir = Path("/tmp/vaemix-bench-memory")
+    shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run: an old one would only be evaluated
     t0 = time.perf_counter()
     subprocess.run(
         [
@@ -197,7 +200,7 @@ def _train_memory() -> dict:
             "train.py",
             "trainer.epochs=2",
             "trainer.pretrain_epochs=2",
-            "hydra.run.dir=/tmp/vaemix-bench-memory",
+            f"hydra.run.dir={run_dir}",
             "trainer.progress=false",
         ],
         cwd=ROOT,

@@ -59,6 +59,7 @@ def test_groups_and_overrides_compose():
         ("trainer.jit=sometimes", "trainer.jit='sometimes' is not allowed; choose one of: auto, true, false"),
         ("data.augment=false", "set data.augment=true"),
         ("trainer.pretrain_epochs=0", "set trainer.pretrain_epochs > 0, or prior.init=random"),
+        ("prior.init_restarts=0", "prior.init_restarts=0 is out of range; it must be >= 1"),
     ],
 )
 def test_bad_values_name_key_value_and_allowed(override, message):

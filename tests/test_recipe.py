@@ -3,9 +3,12 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from sklearn.metrics import adjusted_rand_score
 
+from vaemix import training
 from vaemix.data import random_affine
-from vaemix.priors import MixturePrior
+from vaemix.evaluation import most_agreed
+from vaemix.priors import MixturePrior, component_log_posterior
 from vaemix.training import fit_prior, train
 
 
@@ -66,6 +69,40 @@ def test_fit_prior_finds_the_latent_clusters(method):
     found = prior.loc.numpy()[np.argsort(prior.loc.numpy()[:, 0] + 10 * prior.loc.numpy()[:, 1])]
     np.testing.assert_allclose(found, centres[np.argsort(centres[:, 0] + 10 * centres[:, 1])], atol=0.15)
     np.testing.assert_allclose(prior().mixture_distribution.probs_parameter(), [1 / 3] * 3, atol=0.06)
+
+
+def test_most_agreed_keeps_the_clustering_the_others_repeat():
+    a = np.array([0, 0, 1, 1, 2, 2, 2])
+    relabelled = np.array([2, 2, 0, 0, 1, 1, 1])  # the same partition under other names
+    odd = np.array([0, 1, 0, 1, 0, 1, 0])
+    near = np.array([0, 0, 1, 1, 2, 2, 1])  # one point moved
+    index, agreement = most_agreed([odd, a, near, relabelled])
+    assert index in (1, 3)  # a and its relabelling tie, and beat the others
+    expected = (adjusted_rand_score(a, odd) + adjusted_rand_score(a, near) + 1.0) / 3
+    assert agreement == pytest.approx(expected)
+    assert most_agreed([odd]) == (0, 1.0)
+
+
+def test_fit_prior_keeps_the_consensus_of_its_restarts(monkeypatch):
+    """Five blobs on a ring and 4 components: which neighbours share one differs between restarts."""
+    rng = np.random.default_rng(2)
+    angles = 2 * np.pi * np.arange(5) / 5
+    centres = 6.0 * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    z = (centres[rng.integers(0, 5, size=500)] + 0.5 * rng.normal(size=(500, 2))).astype(np.float32)
+    seen: list[list[np.ndarray]] = []
+    monkeypatch.setattr(training, "most_agreed", lambda labelings: seen.append(labelings) or most_agreed(labelings))
+    prior = MixturePrior(4, 2)
+    agreement = fit_prior(prior, z, "gmm", seed=0, restarts=6)
+    (labelings,) = seen
+    assert len(labelings) == 6
+    index, expected = most_agreed(labelings)
+    assert agreement == pytest.approx(expected) and agreement < 0.99  # the restarts did disagree
+    assigned = np.argmax(component_log_posterior(prior(), tf.constant(z)).numpy(), axis=-1)
+    kept = adjusted_rand_score(assigned, labelings[index])
+    assert (
+        kept > 0.99
+        and kept > max(adjusted_rand_score(assigned, lab) for lab in labelings if lab is not labelings[index]) - 1e-9
+    )
 
 
 def test_random_affine_identity_and_seeded_change():

@@ -68,6 +68,7 @@ class PriorConfig:
     components: int = 10
     covariance: str = "full"  # full | diag
     init: str = "random"  # random | gmm | kmeans: fit to the pretrained latent means (gmm prior only)
+    init_restarts: int = 20  # fits from different seeds; the one that agrees most with the others is kept
 
 
 @dataclass
@@ -233,6 +234,7 @@ def validate(cfg: Config) -> Config:
             "or prior.init=random (experiment=plain trains without the recipe)"
         )
     _at_least("prior.components", p.components, 1)
+    _at_least("prior.init_restarts", p.init_restarts, 1)
     t.jit = str(t.jit).lower()
     _choice("trainer.jit", t.jit, ("auto", "true", "false"))
     _choice("trainer.precision", t.precision, ("float32", "mixed_float16", "mixed_bfloat16"))

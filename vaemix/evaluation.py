@@ -91,6 +91,18 @@ def cluster_accuracy(labels: np.ndarray, clusters: np.ndarray) -> float:
     return float(counts[rows, cols].sum() / len(labels))
 
 
+def most_agreed(labelings: list[np.ndarray]) -> tuple[int, float]:
+    """The consensus of several clusterings of the same points: the index of the one with the highest
+    mean adjusted Rand index to the others, and that mean (1.0 for a single clustering)."""
+    n = len(labelings)
+    if n == 1:
+        return 0, 1.0
+    agree = np.array([[adjusted_rand_score(a, b) if i != j else 0.0 for j, b in enumerate(labelings)]
+                      for i, a in enumerate(labelings)])  # fmt: skip
+    mean = agree.sum(axis=1) / (n - 1)
+    return int(np.argmax(mean)), float(mean.max())
+
+
 def clustering_metrics(labels: np.ndarray | None, clusters: np.ndarray, components: int) -> dict[str, float]:
     """ACC / NMI / ARI against ``labels`` (when known) and how the data spreads over components."""
     shares = np.bincount(clusters, minlength=components) / len(clusters)

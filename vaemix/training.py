@@ -29,7 +29,7 @@ from vaemix.checkpoints import Checkpoints
 from vaemix.config import Config
 from vaemix.data import ImageData, data_kwargs, index_batches, load, train_dataset
 from vaemix.errors import Preempted, UserError
-from vaemix.evaluation import elbo_evaluator, latent_means, model_report
+from vaemix.evaluation import elbo_evaluator, latent_means, model_report, most_agreed
 from vaemix.keras import keras  # tf_keras (Keras 2)
 from vaemix.models import VAE, build_vae
 from vaemix.networks import reset_encoder_scale
@@ -53,23 +53,34 @@ _COVARIANCE_FLOOR = 1e-2  # added to fitted covariances: latent means on a spher
 # and a component that thin makes log p(z) of the noisy samples explode in the first ELBO steps
 
 
-def fit_prior(prior: MixturePrior, z: np.ndarray, method: str, seed: int) -> None:
-    """Set the mixture to a GMM (or k-means clusters) fitted to latent vectors ``z [N, D]``."""
+def fit_prior(prior: MixturePrior, z: np.ndarray, method: str, seed: int, restarts: int = 20) -> float:
+    """Set the mixture to a GMM (or k-means clusters) fitted to latent vectors ``z [N, D]``.
+
+    Of ``restarts`` fits from different seeds it keeps the consensus (:func:`most_agreed`), and returns
+    its mean adjusted Rand index to the others. Why not the most likely fit: on five pretrained
+    embeddings of the default recipe, 20 GMM fits each had log-likelihoods within 0.05 nats of each
+    other but test ACC from 0.67 to 0.90, and the most likely fit reached 0.808 ACC on average, the
+    consensus 0.858 (the ELBO phase keeps what the prior starts from: final ACC was within 0.03 of it).
+    """
     from sklearn.mixture import GaussianMixture  # the GMM the clustering benchmark measured
 
     from vaemix.mixture.gmm import kmeans, mixture_moments
 
-    k = prior.components
+    k, seeds = prior.components, [1000 * seed + r for r in range(restarts)]
     if method == "gmm":
         cov_type = "full" if prior.covariance == "full" else "diag"
-        gmm = GaussianMixture(k, covariance_type=cov_type, n_init=3, reg_covar=_COVARIANCE_FLOOR, random_state=seed)
-        gmm.fit(z)
+        fits = [GaussianMixture(k, covariance_type=cov_type, reg_covar=_COVARIANCE_FLOOR, random_state=s).fit(z)
+                for s in seeds]  # fmt: skip
+        best, agreement = most_agreed([gmm.predict(z) for gmm in fits])
+        gmm = fits[best]
         cov = gmm.covariances_ if cov_type == "full" else np.stack([np.diag(c) for c in gmm.covariances_])
         prior.assign(gmm.weights_, gmm.means_, cov)
-        return
-    labels = kmeans(z, k, seed=seed)
-    weights, means, cov = mixture_moments(z, np.eye(k)[labels], prior.covariance, _COVARIANCE_FLOOR)
+        return agreement
+    labelings = [kmeans(z, k, seed=s, n_init=1) for s in seeds]
+    best, agreement = most_agreed(labelings)
+    weights, means, cov = mixture_moments(z, np.eye(k)[labelings[best]], prior.covariance, _COVARIANCE_FLOOR)
     prior.assign(np.maximum(weights, 1e-3) / np.maximum(weights, 1e-3).sum(), means, cov)
+    return agreement
 
 
 def training_pictures(vae: VAE, data: ImageData, seed: int, n: int = 1000) -> dict:
@@ -344,11 +355,13 @@ def train(cfg: Config, run_dir: str | Path) -> dict[str, float]:
             reset_encoder_scale(vae.encoder, vae.latent_dim, _START_SCALE)
         if cfg.prior.init != "random" and isinstance(vae.prior, MixturePrior):
             z = latent_means(vae, data.train_images)
-            fit_prior(vae.prior, z, cfg.prior.init, seed)
+            agreement = fit_prior(vae.prior, z, cfg.prior.init, seed, cfg.prior.init_restarts)
             init = eval_metrics(0)
             log.info(
-                "prior initialised by %s: test cluster_acc %s",
+                "prior initialised by %s (the consensus of %d fits: mean ARI %.3f to the others): test cluster_acc %s",
                 cfg.prior.init,
+                cfg.prior.init_restarts,
+                agreement,
                 f"{init['eval/cluster_acc']:.3f}" if "eval/cluster_acc" in init else "n/a",
             )
         ckpts.save(0)  # the pretrained networks and the fitted prior are never redone

@@ -2,6 +2,7 @@
 
     python benchmarks/throughput.py --train-memory   # mlp and conv, with and without XLA, 200 steps each
     python benchmarks/throughput.py --steps 50 --models mlp --repeats 1 --out /tmp/t.json
+    python benchmarks/throughput.py --precision mixed_float16 --out /tmp/gpu.json   # on a GPU
 
 Each cell runs in ``--repeats`` fresh processes and reports the median. "framework" is what
 ``train.py`` runs: the strategy, the input pipeline (distributed ``tf.data`` from index batches) and
@@ -35,7 +36,7 @@ import tensorflow_probability as tfp  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _framework(model: str, jit: str, steps: int, batch: int, experiment: str) -> dict:
+def _framework(model: str, jit: str, steps: int, batch: int, experiment: str, precision: str) -> dict:
     from hydra import compose, initialize_config_dir
 
     from vaemix.config import register_schemas, to_config
@@ -45,7 +46,8 @@ def _framework(model: str, jit: str, steps: int, batch: int, experiment: str) ->
     from vaemix.training import Loop, Summaries, build_state
 
     register_schemas()
-    overrides = [f"experiment={experiment}", f"model={model}", f"trainer.jit={jit}", f"trainer.batch_size={batch}"]
+    overrides = [f"experiment={experiment}", f"model={model}", f"trainer.jit={jit}", f"trainer.batch_size={batch}",
+                 f"trainer.precision={precision}"]  # fmt: skip
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = to_config(compose("config", overrides))
     t = cfg.trainer
@@ -160,9 +162,9 @@ def _time(call, calls: int, steps_per_call: int) -> dict:
     }
 
 
-def _worker(kind: str, model: str, jit: str, experiment: str, steps: int, batch: int) -> None:
+def _worker(kind: str, model: str, jit: str, experiment: str, steps: int, batch: int, precision: str) -> None:
     if kind == "framework":
-        result = _framework(model, jit, steps, batch, experiment)
+        result = _framework(model, jit, steps, batch, experiment, precision)
     else:
         result = _bare(model, jit == "true", steps, batch)
     result["examples_per_s"] = batch * 1000 / result["ms_per_step"]
@@ -216,7 +218,7 @@ def _train_memory() -> dict:
 
 def _row(model: str, jit: str, experiment: str, bares: dict | None, args: argparse.Namespace) -> dict:
     """One table row; ``bares`` caches the bare step by (model, XLA), None for a row with no bare twin."""
-    common = ("--steps", str(args.steps), "--batch", str(args.batch))
+    common = ("--steps", str(args.steps), "--batch", str(args.batch), "--precision", args.precision)
     row: dict = {"model": model, "jit": jit, "experiment": experiment}
     row["framework"] = f = _median_run(args.repeats, "framework", model, jit, experiment, *common)
     line = (
@@ -244,10 +246,13 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["mlp", "conv"])
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "throughput.json"))
     parser.add_argument("--train-memory", action="store_true")
+    parser.add_argument(
+        "--precision", default="float32", help="trainer.precision of the framework rows (the bare step stays float32)"
+    )
     parser.add_argument("--worker", nargs=4, metavar=("KIND", "MODEL", "JIT", "EXPERIMENT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        _worker(*args.worker, args.steps, args.batch)
+        _worker(*args.worker, args.steps, args.batch, args.precision)
         return
 
     # The VaDE step (experiment=vade: no augmentation, no contrastive term) is the bare step's maths;
@@ -257,6 +262,11 @@ def main() -> None:
     rows += [_row(model, "auto", "clustering", None, args) for model in args.models]
     result = {
         "machine": f"{platform.machine()} {os.cpu_count()} cpus",
+        "gpus": [
+            tf.config.experimental.get_device_details(g).get("device_name", g.name)
+            for g in tf.config.list_physical_devices("GPU")
+        ],  # fmt: skip
+        "precision": args.precision,
         "steps": args.steps,
         "batch": args.batch,
         "repeats": args.repeats,

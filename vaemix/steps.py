@@ -59,10 +59,11 @@ def use_jit(setting: str, architecture: str) -> Jit:
     """Resolve ``trainer.jit``; ``auto`` is what measured fastest on 2 CPU cores.
 
     XLA speeds the MLP's whole step but slows the conv net's convolutions, so there it compiles only the
-    latent maths around them (~0.9 ms of 51 faster). It halves the cost of the MLP's update (one
-    elementwise pass over every weight) and leaves the conv net's within noise (57.2 vs 58.0 ms a step).
-    With a GPU it compiles everything. ``false`` turns XLA off everywhere. ``latent`` is never set with
-    ``step``: an XLA function nested in the XLA step made the MLP's step 80 times slower."""
+    latent maths around them (0.9 ms off a 51 ms forward and backward pass). It halves the cost of the
+    MLP's update (one elementwise pass over every weight) and leaves the conv net's within noise (57.2
+    vs 58.0 ms a step). With a GPU it compiles everything. ``false`` turns XLA off everywhere.
+    ``latent`` is never set with ``step``: an XLA function nested in the XLA step made the MLP's step
+    80 times slower."""
     if setting != "auto":
         return Jit(setting == "true", False, setting == "true")
     whole = architecture == "mlp" or bool(tf.config.list_physical_devices("GPU"))

@@ -33,6 +33,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 import tensorflow_probability as tfp  # noqa: E402
 
+from vaemix.steps import use_jit  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -41,7 +43,7 @@ def _framework(model: str, jit: str, steps: int, batch: int, experiment: str, pr
 
     from vaemix.config import register_schemas, to_config
     from vaemix.data import load
-    from vaemix.steps import make_schedule, make_train_step, use_jit
+    from vaemix.steps import make_schedule, make_train_step
     from vaemix.strategies import make_strategy
     from vaemix.training import Loop, Summaries, build_state
 
@@ -226,7 +228,7 @@ def _row(model: str, jit: str, experiment: str, bares: dict | None, args: argpar
         f"ms/step compile {f['compile_s']:4.1f}s rss {f['peak_rss_mb']:5.0f}MB"
     )
     if bares is not None:
-        xla = "true" if jit == "true" or (jit == "auto" and model == "mlp") else "false"  # as use_jit on CPU
+        xla = "true" if use_jit(jit, model).step else "false"  # the bare step is compiled where ours is
         if (model, xla) not in bares:
             bares[model, xla] = _median_run(args.repeats, "bare", model, xla, experiment, *common)
         row["bare"] = b = bares[model, xla]

@@ -7,7 +7,8 @@ import hydra
 from omegaconf import DictConfig
 
 from vaemix.cli import main_guard
-from vaemix.config import register_schemas, to_evaluate_config
+from vaemix.infra.config import register_schemas
+from vaemix.infra.validation import to_evaluate_config
 
 register_schemas()
 
@@ -15,7 +16,7 @@ register_schemas()
 def _evaluate(cfg: DictConfig) -> dict:
     config = to_evaluate_config(cfg)  # bad values fail here, before TensorFlow is imported
 
-    from vaemix.evaluation import evaluate_run, format_table
+    from vaemix.apps.evaluation import evaluate_run, format_table
 
     metrics = evaluate_run(config.run_dir, config.checkpoint, config.data, config.eval)
     print(format_table(metrics))

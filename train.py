@@ -7,7 +7,8 @@ import hydra
 from omegaconf import DictConfig
 
 from vaemix.cli import main_guard, run_dir
-from vaemix.config import register_schemas, to_config
+from vaemix.infra.config import register_schemas
+from vaemix.infra.validation import to_config
 
 register_schemas()
 
@@ -16,12 +17,12 @@ def _train(cfg: DictConfig) -> dict:
     config = to_config(cfg)  # bad values fail here, before TensorFlow is imported
 
     if config.task.kind != "vae":
-        from vaemix.mixture.tasks import fit_task
+        from vaemix.apps.toolkit import fit_task
 
         metrics = fit_task(config, run_dir())
         print(f"done: {config.task.kind}; metrics in {run_dir()}/metrics.json")
         return metrics
-    from vaemix.training import train
+    from vaemix.apps.training import train
 
     metrics = train(config, run_dir())
     print(f"done: step {metrics['step']}, eval ELBO {metrics['elbo']:.2f} nats; run dir {run_dir()}")

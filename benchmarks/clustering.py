@@ -56,10 +56,11 @@ def _baselines(seeds: list[int], data_name: str) -> dict[str, list[dict]]:
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
     from sklearn.mixture import GaussianMixture
 
-    from vaemix.data import load
-    from vaemix.evaluation import cluster_accuracy
+    from vaemix.infra.config import DataConfig
+    from vaemix.infra.images import load_images
+    from vaemix.maths.metrics import cluster_accuracy
 
-    data = load(data_name)
+    data = load_images(DataConfig(name=data_name))
     x = data.train_images.reshape(len(data.train_images), -1) / 255.0
     xt = data.test_images.reshape(len(data.test_images), -1) / 255.0
     k = len(np.unique(data.train_labels))

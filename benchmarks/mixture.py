@@ -35,8 +35,8 @@ def run(n: int, d: int, seed: int = 0) -> dict:
     from sklearn.mixture import BayesianGaussianMixture as SkBGMM
     from sklearn.mixture import GaussianMixture as SkGMM
 
-    from vaemix.mixture import BayesianGaussianMixture, GaussianMixture
-    from vaemix.mixture.tasks import blobs
+    from vaemix.infra.tables import blobs
+    from vaemix.maths.mixture import BayesianGaussianMixture, GaussianMixture
 
     x, _ = blobs(n, d, K, separation=3.0, seed=seed)
     fit, held = x[: int(0.8 * n)], x[int(0.8 * n) :]
@@ -52,8 +52,8 @@ def run(n: int, d: int, seed: int = 0) -> dict:
 
 
 def hmc(n: int = 1000, seed: int = 0) -> dict:
-    from vaemix.mixture import BayesianGaussianMixture
-    from vaemix.mixture.tasks import blobs
+    from vaemix.infra.tables import blobs
+    from vaemix.maths.mixture import BayesianGaussianMixture
 
     x, _ = blobs(n, 2, 3, separation=3.0, seed=seed)
     post = BayesianGaussianMixture(3, seed=seed).fit(x, "hmc").posterior

@@ -33,7 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 import tensorflow_probability as tfp  # noqa: E402
 
-from vaemix.steps import use_jit  # noqa: E402
+from vaemix.apps.steps import use_jit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,11 +41,14 @@ ROOT = Path(__file__).resolve().parents[1]
 def _framework(model: str, jit: str, steps: int, batch: int, experiment: str, precision: str) -> dict:
     from hydra import compose, initialize_config_dir
 
-    from vaemix.config import register_schemas, to_config
-    from vaemix.data import load
-    from vaemix.steps import make_schedule, make_train_step
-    from vaemix.strategies import make_strategy
-    from vaemix.training import Loop, Summaries, build_state
+    from vaemix.apps.loop import Loop
+    from vaemix.apps.state import build_state
+    from vaemix.apps.steps import StepOptions, make_schedule, make_train_step
+    from vaemix.infra.config import register_schemas
+    from vaemix.infra.images import load_images
+    from vaemix.infra.strategies import make_strategy
+    from vaemix.infra.summaries import Summaries
+    from vaemix.infra.validation import to_config
 
     register_schemas()
     overrides = [f"experiment={experiment}", f"model={model}", f"trainer.jit={jit}", f"trainer.batch_size={batch}",
@@ -54,16 +57,15 @@ def _framework(model: str, jit: str, steps: int, batch: int, experiment: str, pr
         cfg = to_config(compose("config", overrides))
     t = cfg.trainer
     strategy = make_strategy("default")
-    data = load("mnist5k")
+    data = load_images(cfg.data)
     chunk = t.log_every  # train.py runs the steps between two log lines in one call
     calls = -(-steps // chunk)
     schedule = make_schedule(len(data.train_images), batch, 1, 10_000, (calls + 2) * chunk)  # + compile, warm-up
     with strategy.scope():
         state = build_state(cfg, data.image_shape, schedule.steps_per_epoch)
     xla = use_jit(jit, model)
-    train_steps, _ = make_train_step(
-        state.vae, state.updates, strategy, schedule, t.kl_samples, 0, xla, lambda _: 1.0, t.contrastive, t.temperature
-    )
+    options = StepOptions(0, xla, t.kl_samples, contrastive=t.contrastive, temperature=t.temperature)
+    train_steps, _ = make_train_step(state.vae, state.updates, strategy, schedule, options)
     loop = Loop(strategy, data, cfg, True, Summaries("/tmp", enabled=False))
     batches = loop.batches(schedule, 0, 0, views=2 if t.contrastive else 1)
     count = tf.constant(chunk, tf.int64)

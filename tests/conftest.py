@@ -16,7 +16,8 @@ tf.config.set_logical_device_configuration(_cpu, [tf.config.LogicalDeviceConfigu
 
 from hydra import compose, initialize_config_dir  # noqa: E402
 
-from vaemix.config import Config, register_schemas, to_config  # noqa: E402
+from vaemix.infra.config import Config, register_schemas  # noqa: E402
+from vaemix.infra.validation import to_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 register_schemas()

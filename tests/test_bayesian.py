@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from vaemix.errors import UserError
-from vaemix.mixture.bayesian import BayesianGaussianMixture
+from vaemix.errors import VaemixError
+from vaemix.maths.mixture.bayesian import BayesianGaussianMixture
 
 MEANS = np.array([[-3.0, -3.0], [0.0, 0.0], [3.0, 3.0]])
 
@@ -44,7 +44,7 @@ def test_hmc_posterior_recovers_the_truth_with_healthy_chains(data):
 
 
 def test_bad_method_and_unfitted():
-    with pytest.raises(UserError, match="choose one of: svi, hmc"):
+    with pytest.raises(VaemixError, match="choose one of: svi, hmc"):
         BayesianGaussianMixture(2).fit(np.random.default_rng(0).normal(size=(10, 2)), "gibbs")
-    with pytest.raises(UserError, match="not fitted yet"):
+    with pytest.raises(VaemixError, match="not fitted yet"):
         BayesianGaussianMixture(2).distribution  # noqa: B018

@@ -31,3 +31,23 @@ def test_train_py_writes_a_run_dir_and_resumes(tmp_path, tfds_dir):
     assert second.returncode == 0, second.stderr[-2000:]
     assert "resumed from" in (tmp_path / "train.log").read_text()
     assert json.loads((tmp_path / "metrics.json").read_text())["step"] == 4
+
+
+def test_only_vaemix_errors_become_one_line_and_exit_2(capsys):
+    import pytest
+
+    from vaemix.cli import main_guard
+    from vaemix.errors import VaemixError
+
+    def user_mistake(_):
+        raise VaemixError("data.path='x.csv' does not exist")
+
+    def bug(_):
+        raise ValueError("a bug")
+
+    with pytest.raises(SystemExit) as stopped:
+        main_guard(user_mistake, None)
+    assert stopped.value.code == 2 and capsys.readouterr().err == "error: data.path='x.csv' does not exist\n"
+    with pytest.raises(ValueError, match="a bug"):  # not swallowed: its traceback reaches the user
+        main_guard(bug, None)
+    assert issubclass(VaemixError, ValueError)  # library errors compose in user code

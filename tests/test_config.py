@@ -5,7 +5,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
 from conftest import compose_config
-from vaemix.errors import UserError
+from vaemix.errors import VaemixError
 
 
 def test_defaults_are_the_clustering_recipe_on_embedded_mnist5k():
@@ -63,12 +63,12 @@ def test_groups_and_overrides_compose():
     ],
 )
 def test_bad_values_name_key_value_and_allowed(override, message):
-    with pytest.raises(UserError, match=message):
+    with pytest.raises(VaemixError, match=message):
         compose_config(override)
 
 
 def test_local_data_needs_a_path():
-    with pytest.raises(UserError, match="data=local needs data.images"):
+    with pytest.raises(VaemixError, match="data=local needs data.images"):
         compose_config("data=local")
 
 

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from vaemix.data import index_batches, load, steps_per_epoch, to_uint8_images, train_dataset
-from vaemix.errors import UserError
+from vaemix.errors import VaemixError
+from vaemix.infra.config import DataConfig
+from vaemix.infra.images import load_images, to_uint8_images
+from vaemix.infra.pipeline import index_batches, steps_per_epoch, train_dataset
 
 
 def _write_idx(path, array: np.ndarray) -> None:
@@ -19,29 +21,29 @@ def _write_idx(path, array: np.ndarray) -> None:
 
 
 def test_mnist5k_is_the_embedded_split(tfds_dir):
-    data = load("mnist5k", data_dir=tfds_dir)
+    data = load_images(DataConfig(name="mnist5k", data_dir=tfds_dir))
     assert data.train_images.shape == (4000, 28, 28, 1) and data.test_images.shape == (1000, 28, 28, 1)
     assert data.train_images.dtype == np.uint8 and data.train_images.max() == 255
     assert np.bincount(data.train_labels).tolist() == [400] * 10
     assert np.bincount(data.test_labels).tolist() == [100] * 10
-    again = load("mnist5k", data_dir=tfds_dir)
+    again = load_images(DataConfig(name="mnist5k", data_dir=tfds_dir))
     np.testing.assert_array_equal(data.test_images, again.test_images)
 
 
 def test_tfds_name_goes_through_tfds(tmp_path):
     with tfds.testing.mock_data(num_examples=12):
-        data = load("mnist", data_dir=str(tmp_path))
+        data = load_images(DataConfig(name="mnist", data_dir=str(tmp_path)))
     assert data.train_images.shape == (12, 28, 28, 1) and data.train_labels.shape == (12,)
 
 
 def test_unknown_tfds_name_fails_fast_with_a_clear_message(tmp_path):
-    with pytest.raises(UserError, match="'no_such_set' is not a TFDS dataset"):
-        load("no_such_set", data_dir=str(tmp_path))
+    with pytest.raises(VaemixError, match="'no_such_set' is not a TFDS dataset"):
+        load_images(DataConfig(name="no_such_set", data_dir=str(tmp_path)))
 
 
 def test_unprepared_tfds_dataset_without_download_fails_fast(tmp_path):
-    with pytest.raises(UserError, match="not prepared .* data.download=false"):
-        load("mnist", data_dir=str(tmp_path), download=False)
+    with pytest.raises(VaemixError, match="not prepared .* data.download=false"):
+        load_images(DataConfig(name="mnist", data_dir=str(tmp_path), download=False))
 
 
 def test_local_idx_round_trip_with_held_out_fraction(tmp_path):
@@ -49,7 +51,9 @@ def test_local_idx_round_trip_with_held_out_fraction(tmp_path):
     x, y = rng.integers(0, 256, size=(20, 4, 3)), rng.integers(0, 10, size=20)
     _write_idx(tmp_path / "img.gz", x)
     _write_idx(tmp_path / "lbl", y)
-    data = load("local", images=str(tmp_path / "img.gz"), labels=str(tmp_path / "lbl"), test_fraction=0.25)
+    data = load_images(
+        DataConfig(name="local", images=str(tmp_path / "img.gz"), labels=str(tmp_path / "lbl"), test_fraction=0.25)
+    )
     assert data.train_images.shape == (15, 4, 3, 1) and data.test_images.shape == (5, 4, 3, 1)
     pairs = {(im.tobytes(), lb) for im, lb in zip(x.astype(np.uint8), y, strict=True)}
     got = {(im[..., 0].tobytes(), lb) for im, lb in zip(data.train_images, data.train_labels, strict=True)}
@@ -60,7 +64,7 @@ def test_local_idx_round_trip_with_held_out_fraction(tmp_path):
 def test_local_npz_with_unit_floats_and_labels(tmp_path):
     x = np.linspace(0, 1, 10 * 2 * 2 * 3).reshape(10, 2, 2, 3).astype(np.float32)
     np.savez(tmp_path / "d.npz", x=x, y=np.arange(10))
-    data = load("local", images=str(tmp_path / "d.npz"), test_fraction=0.2)
+    data = load_images(DataConfig(name="local", images=str(tmp_path / "d.npz"), test_fraction=0.2))
     assert data.image_shape == (2, 2, 3) and data.train_labels is not None
     assert data.train_images.max() <= 255 and data.test_images.dtype == np.uint8
 
@@ -75,21 +79,21 @@ def test_local_npz_with_unit_floats_and_labels(tmp_path):
     ],
 )
 def test_bad_pixels_are_rejected(array, message):
-    with pytest.raises(UserError, match=message):
+    with pytest.raises(VaemixError, match=message):
         to_uint8_images(array, "x.npz")
 
 
 def test_missing_and_corrupt_local_files(tmp_path):
-    with pytest.raises(UserError, match="does not exist"):
-        load("local", images=str(tmp_path / "nope.gz"))
+    with pytest.raises(VaemixError, match="does not exist"):
+        load_images(DataConfig(name="local", images=str(tmp_path / "nope.gz")))
     (tmp_path / "bad.gz").write_bytes(b"not gzip at all")
-    with pytest.raises(UserError, match="not a readable IDX"):
-        load("local", images=str(tmp_path / "bad.gz"))
+    with pytest.raises(VaemixError, match="not a readable IDX"):
+        load_images(DataConfig(name="local", images=str(tmp_path / "bad.gz")))
 
 
 def test_static_binarisation_is_binary_and_seeded(tfds_dir):
-    a = load("mnist5k", data_dir=tfds_dir, binarize="static", seed=1)
-    b = load("mnist5k", data_dir=tfds_dir, binarize="static", seed=1)
+    a = load_images(DataConfig(name="mnist5k", data_dir=tfds_dir, binarize="static"), seed=1)
+    b = load_images(DataConfig(name="mnist5k", data_dir=tfds_dir, binarize="static"), seed=1)
     assert set(np.unique(a.train_images)) == {0, 255}
     np.testing.assert_array_equal(a.train_images, b.train_images)
 

@@ -10,17 +10,11 @@ import pytest
 import yaml
 
 from conftest import ROOT, TINY, compose_config
-from vaemix.config import DataConfig, EvalOptions
-from vaemix.errors import UserError
-from vaemix.evaluation import (
-    assign_components,
-    cluster_accuracy,
-    clustering_metrics,
-    evaluate_run,
-    load_run_config,
-)
-from vaemix.priors import MixturePrior
-from vaemix.training import train
+from vaemix.apps.evaluation import evaluate_run
+from vaemix.apps.training import train
+from vaemix.errors import VaemixError
+from vaemix.infra.config import DataConfig, EvalOptions
+from vaemix.infra.rundir import load_run_config
 
 
 @pytest.fixture(scope="module")
@@ -59,37 +53,17 @@ def test_picture_shapes(trained_run):
     assert samples.shape == (2 * (3 * 29 + 1), 2 * (10 * 29 + 1), 3)  # one row per component (K=3)
 
 
-def test_hungarian_matching_hand_worked():
-    # clusters 1->label 0 (2 right), 0->label 1 (2 right), 2->label 2 (1 right): 5 of 6.
-    assert cluster_accuracy([0, 0, 1, 1, 2, 2], [1, 1, 0, 0, 0, 2]) == pytest.approx(5 / 6)
-    assert cluster_accuracy([3, 3, 7, 7], [0, 0, 1, 1]) == 1.0
-    assert cluster_accuracy([0, 1, 2, 3], [0, 0, 0, 0]) == 0.25
-
-
-def test_separated_blobs_through_the_prior_are_recovered_exactly():
-    rng = np.random.default_rng(0)
-    centres = np.array([[10.0, 0.0], [-10.0, 0.0], [0.0, 10.0]])
-    labels = rng.integers(0, 3, size=300)
-    z = centres[labels] + rng.normal(size=(300, 2))
-    prior = MixturePrior(components=3, latent_dim=2)
-    prior.assign([1 / 3] * 3, centres[[2, 0, 1]], np.stack([np.eye(2)] * 3))  # components in another order
-    clusters = assign_components(prior, z.astype(np.float32))
-    m = clustering_metrics(labels, clusters, 3)
-    assert m["cluster_acc"] == 1.0 and m["nmi"] == pytest.approx(1.0) and m["ari"] == pytest.approx(1.0)
-    assert m["components_used"] == 3
-
-
 def test_not_a_run_dir_missing_checkpoint_and_foreign_target(trained_run, tmp_path):
     run_dir, _ = trained_run
-    with pytest.raises(UserError, match="is not a vaemix run dir"):
+    with pytest.raises(VaemixError, match="is not a vaemix run dir"):
         load_run_config(tmp_path)
-    with pytest.raises(UserError, match="no checkpoint 'ckpt-99'"):
+    with pytest.raises(VaemixError, match="no checkpoint 'ckpt-99'"):
         evaluate_run(run_dir, "ckpt-99", options=EvalOptions(iwae_samples=0, pictures=False))
     (tmp_path / ".hydra").mkdir()
     cfg = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
     cfg["model"]["_target_"] = "os.system"
     (tmp_path / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
-    with pytest.raises(UserError, match="names a _target_"):
+    with pytest.raises(VaemixError, match="names a _target_"):
         load_run_config(tmp_path)
 
 
@@ -97,7 +71,7 @@ def test_data_of_another_shape_is_a_clear_error(trained_run, tmp_path):
     run_dir, _ = trained_run
     np.savez(tmp_path / "small.npz", x=np.zeros((10, 8, 8), np.uint8), y=np.arange(10))
     data = DataConfig(name="local", images=str(tmp_path / "small.npz"))
-    with pytest.raises(UserError, match=r"does not fit this model.*shape \(8, 8, 1\)"):
+    with pytest.raises(VaemixError, match=r"does not fit this model.*shape \(8, 8, 1\)"):
         evaluate_run(run_dir, data=data, options=EvalOptions(iwae_samples=0, pictures=False))
 
 

@@ -14,8 +14,8 @@ import pytest
 import tensorflow as tf
 
 from conftest import ROOT, TINY
-from vaemix.steps import NonFiniteError, all_finite
-from vaemix.training import train
+from vaemix.apps.steps import NonFiniteError, all_finite
+from vaemix.apps.training import train
 
 
 def _values(run_dir) -> dict[str, np.ndarray]:

@@ -5,10 +5,10 @@ import pytest
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
-from vaemix.errors import UserError
-from vaemix.mixture import GaussianMixture, condition, marginal
-from vaemix.mixture.gmm import kmeans
-from vaemix.priors import MixturePrior, gaussian_mixture
+from vaemix.errors import VaemixError
+from vaemix.maths.mixture import GaussianMixture, condition, marginal
+from vaemix.maths.mixture.kmeans import kmeans
+from vaemix.maths.priors import MixturePrior, gaussian_mixture
 
 
 def _random_mixture(rng, k: int, d: int):
@@ -70,11 +70,11 @@ def test_condition_works_on_the_vae_prior():
 
 def test_bad_condition_arguments():
     _, _, _, mix = _random_mixture(np.random.default_rng(0), 2, 3)
-    with pytest.raises(UserError, match="cover all 3 dimensions"):
+    with pytest.raises(VaemixError, match="cover all 3 dimensions"):
         condition(mix, [0, 1, 2], [[1, 2, 3]])
-    with pytest.raises(UserError, match=r"must be distinct dimensions in \[0, 3\)"):
+    with pytest.raises(VaemixError, match=r"must be distinct dimensions in \[0, 3\)"):
         condition(mix, [0, 5], [[1, 2]])
-    with pytest.raises(UserError, match="2 columns for 1 observed"):
+    with pytest.raises(VaemixError, match="2 columns for 1 observed"):
         condition(mix, [0], [[1, 2]])
 
 
@@ -115,7 +115,7 @@ def test_diag_gmm_has_diagonal_covariances():
 def test_kmeans_finds_separated_groups():
     x, labels, *_ = _blobs(np.random.default_rng(2), 600)
     found = kmeans(x, 3, seed=0)
-    from vaemix.evaluation import cluster_accuracy
+    from vaemix.maths.metrics import cluster_accuracy
 
     assert cluster_accuracy(labels, found) > 0.9
 
@@ -130,12 +130,12 @@ def test_kmeans_finds_separated_groups():
     ],
 )
 def test_bad_data_is_a_clear_error(x, k, message):
-    with pytest.raises(UserError, match=message):
+    with pytest.raises(VaemixError, match=message):
         GaussianMixture(k).fit(x)
 
 
 def test_unfitted_gmm_is_a_clear_error():
-    with pytest.raises(UserError, match="not fitted yet"):
+    with pytest.raises(VaemixError, match="not fitted yet"):
         GaussianMixture(2).distribution  # noqa: B018
 
 
@@ -154,7 +154,7 @@ def _bimodal(rng, n):
 
 
 def test_mdn_learns_a_bimodal_heteroscedastic_conditional():
-    from vaemix.mixture import MixtureDensityNetwork
+    from vaemix.maths.mixture import MixtureDensityNetwork
 
     rng = np.random.default_rng(0)
     x, y, _ = _bimodal(rng, 4000)
@@ -170,7 +170,7 @@ def test_mdn_learns_a_bimodal_heteroscedastic_conditional():
         ]
     )
     assert modes[0] == pytest.approx(-0.64, abs=0.1) and modes[-1] == pytest.approx(0.64, abs=0.1)
-    with pytest.raises(UserError, match="x has 2 columns"):
+    with pytest.raises(VaemixError, match="x has 2 columns"):
         mdn.predict(np.zeros((3, 2)))
 
 
@@ -179,7 +179,7 @@ def test_train_py_tasks_on_blobs_write_metrics_and_pictures(task, tmp_path):
     import json
 
     from conftest import compose_config
-    from vaemix.mixture.tasks import fit_task
+    from vaemix.apps.toolkit import fit_task
 
     cfg = compose_config(f"task={task}", "data=blobs", "data.n=600", "task.epochs=30")
     m = fit_task(cfg, tmp_path)
@@ -195,7 +195,7 @@ def test_train_py_tasks_on_blobs_write_metrics_and_pictures(task, tmp_path):
 
 def test_table_task_reads_csv_with_a_header(tmp_path):
     from conftest import compose_config
-    from vaemix.mixture.tasks import fit_task
+    from vaemix.apps.toolkit import fit_task
 
     x, *_ = _blobs(np.random.default_rng(3), 300)
     np.savetxt(tmp_path / "points.csv", x, delimiter=",", header="a,b", comments="")

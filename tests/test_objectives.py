@@ -4,20 +4,21 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vaemix.config import ModelConfig, PriorConfig
-from vaemix.keras import tfd
-from vaemix.models import build_vae
-from vaemix.networks import LogitBernoulli
-from vaemix.objectives import elbo, iwae_bound, latent_noise
+from vaemix.maths.keras import tfd
+from vaemix.maths.likelihoods import LogitBernoulli
+from vaemix.maths.networks import build_decoder, build_encoder
+from vaemix.maths.objectives import elbo, iwae_bound, latent_noise
+from vaemix.maths.priors import build_prior
+from vaemix.maths.vae import VAE
 
 SHAPE = (6, 5, 1)
 
 
-def _vae(prior: str, architecture: str = "mlp", likelihood: str = "bernoulli"):
-    model = ModelConfig(
-        architecture=architecture, latent_dim=3, hidden=[16], filters=[4, 8], conv_dense=8, likelihood=likelihood
-    )
-    return build_vae(SHAPE, model, PriorConfig(kind=prior, components=4), seed=0)
+def _vae(prior: str, architecture: str = "mlp", likelihood: str = "bernoulli") -> VAE:
+    arch = dict(architecture=architecture, hidden=[16], filters=[4, 8], conv_dense=8)
+    encoder = build_encoder(SHAPE, 3, **arch)
+    decoder = build_decoder(SHAPE, 3, likelihood=likelihood, **arch)
+    return VAE(encoder, decoder, build_prior(prior, 3, components=4))
 
 
 def _images(n: int = 7) -> tf.Tensor:
@@ -102,7 +103,7 @@ def test_conv_decoder_keeps_parameter_blocks_per_pixel():
 
 
 def test_reset_encoder_scale_keeps_the_mean_and_sets_a_small_isotropic_scale():
-    from vaemix.networks import reset_encoder_scale
+    from vaemix.maths.networks import reset_encoder_scale
 
     vae, x = _vae("gmm"), _images()
     before = vae.encoder(x).mean().numpy()

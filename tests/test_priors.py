@@ -6,8 +6,8 @@ import tensorflow as tf
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
-from vaemix.keras import tfd
-from vaemix.priors import MixturePrior, StandardNormalPrior, component_log_posterior
+from vaemix.maths.keras import tfd
+from vaemix.maths.priors import MixturePrior, StandardNormalPrior, component_log_posterior
 
 
 @pytest.mark.parametrize("covariance", ["full", "diag"])
@@ -65,7 +65,7 @@ def test_standard_normal_prior_has_no_variables_and_unit_density():
 
 
 def test_mc_kl_matches_analytic_kl_for_normal_prior():
-    from vaemix.objectives import reparameterize
+    from vaemix.maths.objectives import reparameterize
 
     rng = np.random.default_rng(3)
     loc = rng.normal(size=(4, 3)).astype(np.float32)

@@ -7,9 +7,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from vaemix.errors import UserError
-from vaemix.steps import Jit, use_jit
-from vaemix.training import train
+from vaemix.apps.steps import Jit, use_jit
+from vaemix.apps.training import train
+from vaemix.errors import VaemixError
 
 
 def _scalar_tags(logdir) -> set[str]:
@@ -110,14 +110,14 @@ def test_tfds_dataset_by_name_trains(tiny_config, tmp_path):
 
 
 def test_batch_larger_than_the_data_is_a_clear_error(tiny_config, tmp_path):
-    with pytest.raises(UserError, match="trainer.batch_size=5000 is larger than the 4000 training examples"):
+    with pytest.raises(VaemixError, match="trainer.batch_size=5000 is larger than the 4000 training examples"):
         train(tiny_config("trainer.batch_size=5000"), tmp_path)
 
 
 def test_resuming_with_another_model_is_refused_before_touching_the_run(tiny_config, tmp_path):
     train(tiny_config("trainer.max_steps=1"), tmp_path)
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
-    with pytest.raises(UserError, match=r"was trained with model.latent_dim=2 \(now 3\), prior.components=3"):
+    with pytest.raises(VaemixError, match=r"was trained with model.latent_dim=2 \(now 3\), prior.components=3"):
         train(tiny_config("trainer.max_steps=2", "model.latent_dim=3", "prior.components=4"), tmp_path)
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
     assert train(tiny_config("trainer.max_steps=2", "trainer.lr=0.01"), tmp_path)["step"] == 2  # lr may change
@@ -126,7 +126,7 @@ def test_resuming_with_another_model_is_refused_before_touching_the_run(tiny_con
 def test_checkpoint_that_does_not_fit_is_a_clear_error(tiny_config, tmp_path):
     train(tiny_config("trainer.max_steps=1"), tmp_path)
     (tmp_path / "run_config.yaml").unlink()  # an old run without its record
-    with pytest.raises(UserError, match="does not fit this model"):
+    with pytest.raises(VaemixError, match="does not fit this model"):
         train(tiny_config("trainer.max_steps=2", "model.latent_dim=3"), tmp_path)
 
 
@@ -144,13 +144,15 @@ def test_mixed_float16_scales_the_loss_and_checkpoints_the_scale(tiny_config, tm
 
 
 def test_float16_overflow_skips_the_network_step_and_halves_the_scale(tiny_config):
-    from vaemix.data import data_kwargs, load
-    from vaemix.keras import keras
-    from vaemix.steps import make_schedule, make_train_step
-    from vaemix.training import Loop, Summaries, build_state
+    from vaemix.apps.loop import Loop
+    from vaemix.apps.state import build_state
+    from vaemix.apps.steps import StepOptions, make_schedule, make_train_step
+    from vaemix.infra.images import load_images
+    from vaemix.infra.summaries import Summaries
+    from vaemix.maths.keras import keras
 
     cfg = tiny_config("trainer.precision=mixed_float16")
-    data = load(cfg.data.name, **data_kwargs(cfg.data))
+    data = load_images(cfg.data)
     schedule = make_schedule(len(data.train_images), 50, 1, 1, 1)
     state = build_state(cfg, data.image_shape, schedule.steps_per_epoch)
     vae = state.vae
@@ -163,8 +165,8 @@ def test_float16_overflow_skips_the_network_step_and_halves_the_scale(tiny_confi
     networks = [*vae.encoder.trainable_variables, *vae.decoder.trainable_variables]
     updates = [(scaler, networks), (prior_optimizer, list(vae.prior.trainable_variables))]
     strategy = tf.distribute.get_strategy()
-    no_xla = use_jit("false", "mlp")
-    train_steps, check_finite = make_train_step(vae, updates, strategy, schedule, 1, 0, no_xla, lambda _: 1.0)
+    options = StepOptions(seed=0, jit=use_jit("false", "mlp"))
+    train_steps, check_finite = make_train_step(vae, updates, strategy, schedule, options)
     before, loc = [v.numpy() for v in networks], vae.prior.loc.numpy()
     batches = Loop(strategy, data, cfg, True, Summaries("/unused", enabled=False)).batches(schedule, 0, 0)
     values = train_steps(batches, tf.constant(0, tf.int64), tf.constant(1, tf.int64))
@@ -175,7 +177,7 @@ def test_float16_overflow_skips_the_network_step_and_halves_the_scale(tiny_confi
 
 
 def test_mixed_bfloat16_keeps_heads_and_loss_in_float32(tiny_config, tmp_path):
-    from vaemix.keras import keras
+    from vaemix.maths.keras import keras
 
     m = train(tiny_config("trainer.precision=mixed_bfloat16", "trainer.max_steps=2"), tmp_path)
     assert m["step"] == 2 and np.isfinite(m["elbo"])

@@ -1,4 +1,4 @@
-"""What ``train.py`` and ``evaluate.py`` share: quiet TF logs, typed configs, one-line user errors."""
+"""What the entry scripts share: quiet TF logs, the run dir, and one line for a user's mistake."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from vaemix.errors import Preempted, UserError
+from vaemix.errors import Preempted, VaemixError
 
 # TF prints pages of C++ start-up noise; keep warnings and errors only.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -24,10 +24,11 @@ def run_dir() -> str:
 
 
 def main_guard(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
-    """Run ``fn(cfg)``; a :class:`UserError` becomes one line on stderr and exit status 2."""
+    """Run ``fn(cfg)``; a :class:`VaemixError` becomes one line on stderr and exit status 2. Any other
+    exception, a plain ``ValueError`` included, is a bug and keeps its traceback."""
     try:
         return fn(cfg)
-    except UserError as e:
+    except VaemixError as e:
         logging.getLogger("vaemix").error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

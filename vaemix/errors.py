@@ -1,12 +1,15 @@
-"""The one exception type that reaches users as a short message instead of a traceback."""
+"""vaemix's exceptions.
+
+Library functions raise :class:`VaemixError` for problems a user can fix (a bad value, unreadable data,
+an unusable run dir). It is a ``ValueError``, so code that calls vaemix can catch it like any other bad
+argument; only the command-line entry points turn it into one line and exit status 2. A plain
+``ValueError`` from a bug is not caught there and keeps its traceback.
+"""
 
 
-class UserError(Exception):
-    """A problem the user can fix: a bad config value, missing data, an unusable run dir.
-
-    Entry points print ``str(error)`` on one line and exit with status 2.
-    """
+class VaemixError(ValueError):
+    """A problem the user can fix; its message names the value, the key or file, and what is allowed."""
 
 
 class Preempted(Exception):
-    """SIGTERM arrived; a checkpoint was saved. Entry points exit with status 143 (128 + SIGTERM)."""
+    """SIGTERM arrived and a checkpoint was saved; entry points exit with status 143 (128 + SIGTERM)."""

@@ -1,0 +1,185 @@
+"""Every shell command in README.md, run as a user runs it: a fresh process with a clean environment (no
+conftest device setup, a new HOME), placeholders filled with small files made here, and tiny overrides
+appended so that each finishes in seconds. A command that needs the network must fail fast with its
+documented error. Commands that cannot run here are on ``SKIPPED`` with their reason, and a command that
+is neither run nor skipped fails the test, so the README cannot gain an untested command."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import shlex
+import struct
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, compose_config
+
+SKIPPED = {
+    "pytest": "the test command itself; CI runs it",
+    "pip install": "the set-up; .ci/run installs on a clean checkout exactly so",
+    "tensorboard": "a server that runs until it is stopped",
+    "TF_CONFIG=": "needs two machines; tests/test_fault_tolerance.py runs two workers on 127.0.0.1",
+    "python benchmarks/": "benchmarks run for minutes to hours; they are run by hand and their results committed",
+}
+SCRIPTS = ("train.py", "evaluate.py")
+TOOLS = ("ruff", "lint-imports")
+OFFLINE = ("mnist5k", "local", "blobs", "table")  # data that needs no network
+TIMEOUT = 150
+
+
+def readme_commands(text: str) -> list[str]:
+    """Each command of the README's ``bash`` blocks: continuation lines joined, comments dropped, and
+    ``a && b`` split into two."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = re.sub(r"\s+", " ", re.sub(r"\s+#.*$", "", line)).strip()
+            if line and not line.startswith("#"):
+                commands += [part.strip() for part in line.split("&&")]
+    return commands
+
+
+def skip_reason(command: str) -> str | None:
+    return next((reason for prefix, reason in SKIPPED.items() if command.startswith(prefix)), None)
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def _placeholder_files(d: Path) -> dict[str, str]:
+    """The files the README's placeholders stand for: 28x28 digit-like images, tables, a run dir."""
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, size=(120, 28, 28)), rng.integers(0, 3, size=120)
+    _write_idx(d / "images.gz", images)
+    _write_idx(d / "labels.gz", labels)
+    np.savez(d / "mydata.npz", x=images.astype(np.uint8), y=labels)
+    points = np.concatenate([rng.normal(size=(150, 2)), rng.normal(size=(150, 2)) + 5])
+    np.savetxt(d / "points.csv", points, delimiter=",", header="a,b", comments="")
+    np.savetxt(d / "pairs.csv", np.c_[points, points[:, :1] ** 2], delimiter=",")
+    return {"idx_images": str(d / "images.gz"), "idx_labels": str(d / "labels.gz"), "npz": str(d / "mydata.npz"),
+            "points": str(d / "points.csv"), "pairs": str(d / "pairs.csv")}  # fmt: skip
+
+
+def fill(args: list[str], files: dict[str, str], run_dir: str, scratch: Path) -> list[str]:
+    """The README's placeholders replaced by real paths (every run dir goes under ``scratch``)."""
+    out = []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if key == "run_dir":
+            value = run_dir
+        elif key == "checkpoint":
+            value = "ckpt-2"  # what the tiny run saved last
+        elif key == "hydra.run.dir":
+            value = str(scratch / value.strip("/"))
+        elif key in ("data.images", "data.labels"):
+            value = files["idx_labels"] if key == "data.labels" else files["idx_images"]
+            value = files["npz"] if arg.endswith(".npz") else value
+        elif key == "data.path":
+            value = files["pairs"] if "pairs" in arg else files["points"]
+        out.append(f"{key}={value}" if sep else arg)
+    return out
+
+
+def tiny(script: str, args: list[str]) -> list[str]:
+    """Overrides that make the command finish in seconds, chosen from the config it composes."""
+    if script == "evaluate.py":
+        return ["eval.iwae_samples=10", "eval.max_examples=100"]
+    cfg = compose_config(*[a for a in args if not a.startswith("hydra.")])
+    if cfg.task.kind != "vae":
+        return ["data.n=300", "task.n_init=1", "task.epochs=2", "task.num_results=20", "task.num_burnin=20"]
+    out = [
+        "model.hidden=[16]",
+        "model.filters=[4]",
+        "model.conv_dense=8",
+        "model.latent_dim=2",
+        "prior.components=3",
+        "prior.init_restarts=2",
+        "trainer.batch_size=48",
+        "trainer.max_steps=2",
+        "trainer.progress=false",
+        "trainer.jit=false",
+    ]  # fmt: skip  (XLA has tests of its own)
+    if cfg.trainer.pretrain_epochs:
+        out.append("trainer.pretrain_epochs=1")
+    return out
+
+
+def _argv(command: str, files: dict[str, str], run_dir: str, scratch: Path) -> tuple[list[str], bool]:
+    """The command line to run and whether it must fail for want of a network."""
+    words = shlex.split(command)
+    if words[0] in TOOLS:
+        return words, False
+    assert words[0] == "python" and words[1] in SCRIPTS, f"README command neither run nor skipped: {command}"
+    args = fill(words[2:], files, run_dir, scratch)
+    overrides = [a for a in args if not a.startswith("hydra.")]
+    offline = words[1] != "train.py" or compose_config(*overrides).data.name in OFFLINE
+    hydra = [] if any(a.startswith("hydra.run.dir=") for a in args) else [f"hydra.run.dir={scratch / 'runs'}"]
+    hydra = hydra if words[1] == "train.py" else []
+    return [sys.executable, str(ROOT / words[1]), *args, *tiny(words[1], args), *hydra], not offline
+
+
+def _run(argv: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedProcess, float]:
+    t0 = time.perf_counter()
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    return done, time.perf_counter() - t0
+
+
+COMMANDS = readme_commands((ROOT / "README.md").read_text())
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> dict[str, tuple]:
+    """Every runnable README command's ``(argv, needs network, result, seconds)``, run two at a time."""
+    base = tmp_path_factory.mktemp("readme")
+    files = _placeholder_files(base)
+    env = {"PATH": os.environ["PATH"], "HOME": str(base / "home"), "LANG": "C.UTF-8"}
+    run_dir = str(base / "scratch0" / "runs")
+    jobs = {}
+    for i, command in enumerate(c for c in COMMANDS if not skip_reason(c)):
+        scratch = base / f"scratch{i}"
+        jobs[command] = _argv(command, files, run_dir, scratch)
+    first = next(iter(jobs))  # python train.py: prepares mnist5k in the new HOME and makes the run dir
+    out = {first: (*jobs[first], *_run(jobs[first][0], env))}
+    with ThreadPoolExecutor(2) as pool:
+        futures = {c: pool.submit(_run, argv, env) for c, (argv, _) in jobs.items() if c != first}
+        out |= {c: (*jobs[c], *f.result()) for c, f in futures.items()}
+    return out
+
+
+def test_the_readme_opens_with_the_two_set_up_commands():
+    assert COMMANDS[:3] == ["pip install -e '.[dev]'", "python train.py", "pytest"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_readme_command(command, results):
+    if reason := skip_reason(command):
+        pytest.skip(reason)
+    argv, needs_network, done, seconds = results[command]
+    if needs_network:  # no network here: the documented one-line error, fast
+        assert done.returncode == 2 and "could not download dataset" in done.stderr, done.stderr[-1500:]
+        assert "Traceback" not in done.stderr and seconds < 60
+    else:
+        assert done.returncode == 0, f"{shlex.join(argv)}\n{done.stderr[-3000:]}"
+
+
+def test_commands_are_found_and_every_one_is_run_or_skipped():
+    assert len(COMMANDS) >= 15
+    for command in COMMANDS:
+        words = shlex.split(command)
+        assert skip_reason(command) or words[0] in TOOLS or words[1] in SCRIPTS, command
+
+
+def test_the_extractor_joins_lines_drops_comments_and_splits_chains():
+    text = "```bash\npython train.py a=1 \\\n  b=2   # note\n# only a comment\nx && y\n```\n```python\nno\n```"
+    assert readme_commands(text) == ["python train.py a=1 b=2", "x", "y"]

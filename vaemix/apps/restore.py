@@ -1,0 +1,34 @@
+"""Rebuilding a run's model from its own config and restoring a checkpoint into it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vaemix.apps.state import build_state
+from vaemix.errors import VaemixError
+from vaemix.infra.checkpoints import Checkpoints
+from vaemix.infra.config import Config
+from vaemix.infra.rundir import load_run_config
+from vaemix.maths.vae import VAE
+
+
+def restore_run(
+    run_dir: str | Path, image_shape: tuple[int, ...], checkpoint: str | None = None
+) -> tuple[Config, VAE, str, int]:
+    """Rebuild the run's model for ``image_shape`` and restore ``checkpoint`` (default: latest).
+
+    Returns the run's config, the model, the checkpoint path and its training step.
+    """
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    state = build_state(cfg, image_shape, steps_per_epoch=1)
+    ckpts = Checkpoints.for_model(run_dir / "checkpoints", state.vae, state.optimizers)
+    path = ckpts.latest
+    if checkpoint is not None:
+        path = str(run_dir / "checkpoints" / checkpoint)
+        if not Path(path + ".index").is_file():
+            raise VaemixError(f"no checkpoint {checkpoint!r} in {run_dir / 'checkpoints'}")
+    if path is None:
+        raise VaemixError(f"{run_dir} has no checkpoint yet")
+    ckpts.restore(path)
+    return cfg, state.vae, path, int(state.optimizer.iterations.numpy())

@@ -1,0 +1,82 @@
+"""Training state: the VAE built from the config, and the optimizers that train it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+from vaemix.apps.steps import use_jit
+from vaemix.infra.config import Config, ModelConfig, PriorConfig
+from vaemix.maths.keras import keras  # tf_keras (Keras 2)
+from vaemix.maths.networks import build_decoder, build_encoder
+from vaemix.maths.priors import build_prior
+from vaemix.maths.vae import VAE
+
+
+def build_vae(image_shape: tuple[int, ...], model: ModelConfig, prior: PriorConfig, seed: int = 0) -> VAE:
+    """Networks and prior for images of ``image_shape`` (``[H, W, C]``); weights seeded by ``seed``."""
+    keras.utils.set_random_seed(seed)  # Keras initialisers draw from the global seeds
+    arch = dict(
+        architecture=model.architecture, hidden=model.hidden, filters=model.filters, conv_dense=model.conv_dense
+    )
+    encoder = build_encoder(image_shape, model.latent_dim, sphere_radius=model.sphere_radius, **arch)
+    decoder = build_decoder(image_shape, model.latent_dim, likelihood=model.likelihood, **arch)
+    return VAE(encoder, decoder, build_prior(prior.kind, model.latent_dim, prior.components, prior.covariance, seed))
+
+
+def _adam(
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule, jit: bool, loss_scaling: bool = False
+) -> keras.optimizers.Optimizer:
+    """Adam whose update is XLA-compiled with ``jit`` (Keras compiles it only when it sees a GPU, but it
+    pays on a CPU too), in a dynamic ``LossScaleOptimizer`` with ``loss_scaling``."""
+    optimizer = keras.optimizers.Adam(learning_rate)
+    optimizer.jit_compile = jit
+    return keras.mixed_precision.LossScaleOptimizer(optimizer) if loss_scaling else optimizer
+
+
+def _decayed(lr: float, decay: float, every_steps: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    if decay == 1.0:
+        return lr
+    return keras.optimizers.schedules.ExponentialDecay(lr, every_steps, decay, staircase=True)
+
+
+@dataclass
+class State:
+    """The model and its optimizers: ``updates`` pairs each ELBO-phase optimizer with its variables."""
+
+    vae: VAE
+    optimizer: keras.optimizers.Optimizer  # its step counter is the run's step
+    updates: list[tuple[keras.optimizers.Optimizer, list[tf.Variable]]]
+    optimizers: dict[str, keras.optimizers.Optimizer]  # what the checkpoint holds, by name
+    pre_optimizer: keras.optimizers.Optimizer
+
+
+def _built_vae(cfg: Config, image_shape: tuple[int, ...]) -> VAE:
+    """The VAE with the hidden layers in ``trainer.precision`` (the policy is read when layers are built)."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(cfg.trainer.precision)
+    try:
+        return build_vae(image_shape, cfg.model, cfg.prior, cfg.seed)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def build_state(cfg: Config, image_shape: tuple[int, ...], steps_per_epoch: int) -> State:
+    """Model and optimizers (slots built, so checkpoints restore at once); call in ``strategy.scope()``."""
+    t = cfg.trainer
+    vae = _built_vae(cfg, image_shape)
+    decay_steps = t.lr_decay_epochs * steps_per_epoch
+    jit, scaled = use_jit(t.jit, cfg.model.architecture).update, t.precision == "mixed_float16"
+    optimizer = _adam(_decayed(t.lr, t.lr_decay, decay_steps), jit, scaled)  # the networks' (float16 layers)
+    updates = [(optimizer, list(vae.trainable_variables))]
+    optimizers = {"optimizer": optimizer}
+    if t.prior_lr is not None and vae.prior.trainable_variables:
+        prior_optimizer = _adam(_decayed(t.prior_lr, t.lr_decay, decay_steps), jit)
+        updates = [(optimizer, vae.network_variables), (prior_optimizer, list(vae.prior.trainable_variables))]
+        optimizers["prior_optimizer"] = prior_optimizer
+    for opt, vs in updates:
+        opt.build(vs)
+    pre_optimizer = _adam(t.pretrain_lr, jit, scaled)
+    pre_optimizer.build(vae.network_variables)
+    return State(vae, optimizer, updates, optimizers, pre_optimizer)

@@ -1,0 +1,185 @@
+"""``train.py``'s job: train (or resume) a mixture-prior VAE in a run directory.
+
+A run has up to two phases, each resumable on its own:
+
+1. ``pretrain`` (``trainer.pretrain_epochs``): the encoder and decoder as a plain autoencoder
+   (z = encoder mean), checkpointed under ``checkpoints/pretrain``; then the prior is fitted to the
+   pretrained latent means (``prior.init``) and saved at once as ``ckpt-0``.
+2. the ELBO phase: distortion + beta * rate, beta warming up over ``trainer.kl_warmup_epochs``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+import tensorflow as tf
+
+from vaemix.apps.loop import Loop, Phase
+from vaemix.apps.scoring import elbo_evaluator, latent_means, model_report
+from vaemix.apps.state import State, build_state
+from vaemix.apps.steps import Schedule, StepOptions, make_schedule, make_train_step, use_jit
+from vaemix.infra.atomic import write_json
+from vaemix.infra.checkpoints import Checkpoints
+from vaemix.infra.config import Config
+from vaemix.infra.images import ImageData, load_images
+from vaemix.infra.pictures import all_pictures
+from vaemix.infra.rundir import check_run_config
+from vaemix.infra.strategies import is_chief, make_strategy
+from vaemix.infra.summaries import Summaries, hparam_values, prior_scalars
+from vaemix.maths.networks import reset_encoder_scale
+from vaemix.maths.prior_init import fit_prior
+from vaemix.maths.priors import MixturePrior
+from vaemix.maths.streams import AUGMENTATION_VIEWS, PRETRAIN_OFFSET
+from vaemix.maths.vae import VAE
+
+log = logging.getLogger("vaemix")
+
+_START_SCALE = 0.1  # q(z|x)'s standard deviation when the ELBO phase starts from pretrained networks
+
+
+def training_pictures(vae: VAE, data: ImageData, seed: int, n: int = 1000) -> dict:
+    """Pictures of the model on (up to ``n``) test images, for TensorBoard while training."""
+    images, labels = data.test_images[:n], None if data.test_labels is None else data.test_labels[:n]
+    _, z, clusters = model_report(vae, images, labels)
+    return all_pictures(vae, images[:32].astype("float32") / 255.0, z, clusters, labels, seed)
+
+
+def _eval_metrics(vae: VAE, data: ImageData, cfg: Config, summaries: Summaries):
+    """``step -> held-out metrics``: ELBO, the model's clusters, the prior's weights; logged as ``eval/``."""
+    evaluate = elbo_evaluator(vae, cfg.seed, cfg.trainer.eval_samples)
+
+    def at(step: int) -> dict[str, float]:
+        clustering, _, _ = model_report(vae, data.test_images, data.test_labels)
+        values = {f"eval/{k}": float(v) for k, v in (evaluate(data.test_images) | clustering).items()}
+        values |= prior_scalars(vae.prior)
+        summaries.scalars(step, values)
+        return values
+
+    return at
+
+
+def _initialise(loop: Loop, state: State, run_dir: Path, eval_metrics) -> None:
+    """A fresh run's start: pretraining, then the prior fitted to the pretrained latents, saved as ckpt-0."""
+    cfg, vae = loop.cfg, state.vae
+    n = len(loop.data.train_images)
+    if cfg.trainer.pretrain_epochs:
+        schedule = make_schedule(
+            n, cfg.trainer.batch_size, loop.strategy.num_replicas_in_sync, cfg.trainer.pretrain_epochs, None
+        )
+        pretrain(loop, vae, state.pre_optimizer, schedule, run_dir)
+        reset_encoder_scale(vae.encoder, vae.latent_dim, _START_SCALE)
+    if cfg.prior.init != "random" and isinstance(vae.prior, MixturePrior):
+        z = latent_means(vae, loop.data.train_images)
+        agreement = fit_prior(vae.prior, z, cfg.prior.init, cfg.seed, cfg.prior.init_restarts)
+        acc = eval_metrics(0).get("eval/cluster_acc")
+        log.info(
+            "prior initialised by %s (the consensus of %d fits: mean ARI %.3f to the others): test cluster_acc %s",
+            cfg.prior.init,
+            cfg.prior.init_restarts,
+            agreement,
+            "n/a" if acc is None else f"{acc:.3f}",
+        )
+
+
+def _beta(warmup_steps: int):
+    """The rate's weight at a step: rising linearly to 1 over ``warmup_steps``."""
+    if not warmup_steps:
+        return lambda step: 1.0
+    return lambda step: tf.minimum(1.0, tf.cast(step + 1, tf.float32) / warmup_steps)
+
+
+def _elbo_phase(loop: Loop, state: State, schedule: Schedule, ckpts: Checkpoints, eval_metrics) -> Phase:
+    cfg, vae = loop.cfg, state.vae
+    t = cfg.trainer
+    options = StepOptions(
+        seed=cfg.seed,
+        jit=use_jit(t.jit, cfg.model.architecture),
+        kl_samples=t.kl_samples,
+        beta=_beta(t.kl_warmup_epochs * schedule.steps_per_epoch),
+        contrastive=t.contrastive,
+        temperature=t.temperature,
+    )
+    train_steps, check_finite = make_train_step(vae, state.updates, loop.strategy, schedule, options)
+    pictures = lambda step: loop.summaries.images(step, training_pictures(vae, loop.data, cfg.seed), "train")  # noqa: E731
+    return Phase(
+        "train",
+        schedule,
+        train_steps,
+        check_finite,
+        ckpts,
+        cfg.seed,
+        views=AUGMENTATION_VIEWS if t.contrastive else 1,
+        on_epoch=eval_metrics,
+        on_picture=pictures,
+    )
+
+
+def train(cfg: Config, run_dir: str | Path) -> dict[str, float]:
+    """Train (or resume) the run in ``run_dir`` as ``cfg`` says; return the final metrics."""
+    strategy = make_strategy(cfg.strategy.kind, cfg.strategy.devices)  # before any other TF op
+    if cfg.trainer.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    run_dir, t, chief = Path(run_dir), cfg.trainer, is_chief(strategy)
+    check_run_config(run_dir, cfg, write=chief)
+    data = load_images(cfg.data, seed=cfg.seed)
+    schedule = make_schedule(len(data.train_images), t.batch_size, strategy.num_replicas_in_sync, t.epochs, t.max_steps)
+    with strategy.scope():
+        state = build_state(cfg, data.image_shape, schedule.steps_per_epoch)
+    ckpts = Checkpoints.for_model(run_dir / "checkpoints", state.vae, state.optimizers, t.keep_checkpoints, chief)
+    loop = Loop(strategy, data, cfg, chief, Summaries(run_dir / "tensorboard", enabled=chief))
+    eval_metrics = _eval_metrics(state.vae, data, cfg, loop.summaries)
+    restored = ckpts.restore()
+    if restored:
+        log.info("resumed from %s at step %d", restored, int(state.optimizer.iterations.numpy()))
+    else:
+        loop.summaries.hparams(hparam_values(asdict(cfg)), trial=run_dir.name)
+        _initialise(loop, state, run_dir, eval_metrics)
+        ckpts.save(0)  # the pretrained networks and the fitted prior are never redone
+    start = int(state.optimizer.iterations.numpy())
+    metrics = loop.run(_elbo_phase(loop, state, schedule, ckpts, eval_metrics), start)
+    if start >= schedule.total_steps:
+        log.info("already trained to step %d; evaluating only", start)
+    step = int(state.optimizer.iterations.numpy())
+    final = eval_metrics(step)
+    result = {
+        "step": step,
+        "num_examples": len(data.test_images),
+        **{k.removeprefix("eval/"): v for k, v in final.items() if k.startswith("eval/")},
+        **{k: v for k, v in metrics.items() if k.startswith("train/")},
+        **{k: v for k, v in final.items() if k.startswith("prior/")},
+    }
+    if chief:
+        write_json(run_dir / "metrics.json", result)
+    ckpts.close()
+    return result
+
+
+def pretrain(loop: Loop, vae: VAE, optimizer, schedule: Schedule, run_dir: Path) -> None:
+    """Phase 1: the encoder and decoder as an autoencoder (z = encoder mean), resumable on its own."""
+    ckpts = Checkpoints(
+        run_dir / "checkpoints" / "pretrain",
+        1,
+        loop.chief,
+        encoder=vae.encoder,
+        decoder=vae.decoder,
+        optimizer=optimizer,
+    )
+    ckpts.restore()
+    start = int(optimizer.iterations.numpy())
+    if start:
+        log.info("resuming pretraining at step %d", start)
+    t, seed = loop.cfg.trainer, loop.cfg.seed + PRETRAIN_OFFSET
+    options = StepOptions(
+        seed=seed,
+        jit=use_jit(t.jit, loop.cfg.model.architecture),
+        kl_samples=0,
+        beta=lambda _: 0.0,
+        contrastive=t.pretrain_contrastive,
+        temperature=t.temperature,
+    )
+    step, check = make_train_step(vae, [(optimizer, vae.network_variables)], loop.strategy, schedule, options)
+    views = AUGMENTATION_VIEWS if t.pretrain_contrastive else 1
+    loop.run(Phase("pretrain", schedule, step, check, ckpts, seed, views=views), start)
+    ckpts.close()

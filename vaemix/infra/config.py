@@ -1,0 +1,185 @@
+"""Typed config schemas (one dataclass per ``conf/`` group) and their range checks.
+
+Hydra merges the YAML files in ``conf/`` onto these schemas, so a wrong *type* or an unknown key fails
+while composing; :mod:`vaemix.infra.validation` then checks ranges and choices. Neither imports
+TensorFlow, so bad configs fail fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class DataConfig:
+    """Where images come from and how they are preprocessed."""
+
+    name: str = MISSING  # mnist5k | local | any TFDS image dataset name
+    binarize: str = "none"  # none | static | dynamic
+    data_dir: str | None = None  # TFDS data dir (None: TFDS default, ~/tensorflow_datasets)
+    download: bool = True  # let TFDS download a dataset that is not prepared locally
+    train_split: str = "train"
+    test_split: str = "test"
+    # data=local: IDX (.gz or raw) or .npz files; without test files, test_fraction of train is held out.
+    images: str | None = None
+    labels: str | None = None
+    test_images: str | None = None
+    test_labels: str | None = None
+    test_fraction: float = 0.2
+    # Augmented views for the encoder (the decoder still explains the original image).
+    augment: bool = False
+    max_shift: float = 0.1  # fraction of the image size
+    max_rotation: float = 10.0  # degrees
+    max_zoom: float = 0.1
+    # Tabular data for the mixture tasks: data=blobs (generated) or data=table (a .npz with x [, y]
+    # or a .csv; data.targets names the columns that are y for task=mdn).
+    n: int = 3000
+    dims: int = 2
+    clusters: int = 3
+    separation: float = 4.0
+    path: str | None = None
+    targets: list[int] = field(default_factory=list)
+
+
+@dataclass
+class ModelConfig:
+    """Encoder/decoder networks and the observation likelihood."""
+
+    architecture: str = "mlp"  # mlp | conv
+    latent_dim: int = 10
+    hidden: list[int] = field(default_factory=lambda: [500, 500, 2000])  # mlp layer widths
+    filters: list[int] = field(default_factory=lambda: [32, 64])  # conv: stride-2 conv layers
+    conv_dense: int = 256  # conv: dense layer between the convolutions and the latent head
+    likelihood: str = "bernoulli"  # bernoulli | gaussian
+    sphere_radius: float | None = None  # put the encoder's mean on a sphere of this radius
+
+
+@dataclass
+class PriorConfig:
+    """The latent prior p(z)."""
+
+    kind: str = "gmm"  # gmm | normal
+    components: int = 10
+    covariance: str = "full"  # full | diag
+    init: str = "random"  # random | gmm | kmeans: fit to the pretrained latent means (gmm prior only)
+    init_restarts: int = 20  # fits from different seeds; the one that agrees most with the others is kept
+
+
+@dataclass
+class TrainerConfig:
+    """Optimisation and bookkeeping."""
+
+    epochs: int = 100
+    max_steps: int | None = None  # stop after this many steps in total (None: epochs decide)
+    batch_size: int = 256  # global batch, split across replicas
+    lr: float = 1e-3
+    prior_lr: float | None = None  # learning rate of the prior's variables (None: trainer.lr)
+    lr_decay: float = 1.0  # multiply the learning rates by this every lr_decay_epochs
+    lr_decay_epochs: int = 10
+    pretrain_epochs: int = 0  # autoencoder pretraining of the same networks before the ELBO phase
+    pretrain_lr: float = 1e-3
+    kl_warmup_epochs: int = 0  # KL weight rises linearly from 0 to 1 over these epochs
+    # Weight of the two-view contrastive term on the encoder means (needs data.augment=true), in the
+    # pretraining and the ELBO phase, and its temperature (in squared latent distance).
+    pretrain_contrastive: float = 0.0
+    contrastive: float = 0.0
+    temperature: float = 2.0
+    kl_samples: int = 1  # Monte Carlo samples of z per example for reconstruction and KL
+    jit: str = "auto"  # XLA-compile the per-replica step: auto (mlp always, conv on GPU) | true | false
+    log_every: int = 20  # steps between scalar summaries (and finite-loss checks)
+    checkpoint_every: int = 500  # steps between checkpoints (also saved at the end)
+    keep_checkpoints: int = 3
+    image_every: int = 500  # steps between TensorBoard pictures (0: only at the end)
+    eval_samples: int = 1  # z samples per test example for eval/elbo each epoch
+    progress: bool = True  # progress bar on a terminal
+    # float32 | mixed_float16 (dynamic loss scaling) | mixed_bfloat16; heads, loss and variables stay float32
+    precision: str = "float32"
+    deterministic: bool = False  # tf.config.experimental.enable_op_determinism: same numbers every run
+
+
+@dataclass
+class StrategyConfig:
+    """The tf.distribute strategy."""
+
+    kind: str = "default"  # default | mirrored | multi_worker
+    devices: int | None = None  # mirrored on CPU: number of logical CPU devices to create
+
+
+@dataclass
+class TaskConfig:
+    """What ``train.py`` fits: the VAE, or a model of the mixture toolkit on tabular data."""
+
+    kind: str = "vae"  # vae | gmm | bgmm_svi | bgmm_hmc | mdn
+    components: int = 3
+    covariance: str = "full"  # gmm: full | diag
+    n_init: int = 3
+    epochs: int = 200  # bgmm_svi and mdn
+    num_results: int = 500  # bgmm_hmc draws per chain after burn-in
+    num_burnin: int = 500
+    chains: int = 4
+    hidden: list[int] = field(default_factory=lambda: [64, 64])  # mdn
+
+
+@dataclass
+class Config:
+    """The whole run."""
+
+    data: DataConfig = MISSING
+    model: ModelConfig = MISSING
+    prior: PriorConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    strategy: StrategyConfig = MISSING
+    task: TaskConfig = field(default_factory=TaskConfig)
+    seed: int = 0
+
+
+@dataclass
+class EvalOptions:
+    """What ``evaluate.py`` computes."""
+
+    iwae_samples: int = 1000  # importance samples per example for iwae_nll (5000: paper protocol; 0: skip)
+    max_examples: int | None = None  # evaluate on the first N test examples only
+    pictures: bool = True
+
+
+@dataclass
+class EvaluateConfig:
+    """``python evaluate.py run_dir=... [checkpoint=ckpt-N] [data=... ]``."""
+
+    run_dir: str = MISSING
+    checkpoint: str | None = None  # e.g. ckpt-1500; None: the latest
+    data: DataConfig | None = None  # None: the data the run was trained on
+    eval: EvalOptions = field(default_factory=EvalOptions)
+
+
+def register_schemas() -> None:
+    """Make the schemas available to ``defaults:`` lists as ``<group>/base``."""
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    cs.store(name="base_evaluate", node=EvaluateConfig)
+    for group, node in [
+        ("data", DataConfig),
+        ("model", ModelConfig),
+        ("prior", PriorConfig),
+        ("trainer", TrainerConfig),
+        ("strategy", StrategyConfig),
+        ("task", TaskConfig),
+    ]:
+        cs.store(group=group, name="base", node=node)
+
+
+def flatten(config: Mapping, prefix: str = "") -> dict[str, Any]:
+    """A nested config as ``{"trainer.lr": 0.001, ...}``."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out |= flatten(value, f"{name}.")
+        else:
+            out[name] = value
+    return out

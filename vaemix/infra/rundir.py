@@ -1,0 +1,68 @@
+"""A run directory's config of record: ``run_config.yaml``, read back as data, and the resume guard."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from vaemix.errors import VaemixError
+from vaemix.infra.atomic import write_text
+from vaemix.infra.config import Config, flatten
+from vaemix.infra.validation import validate
+
+RUN_CONFIG = "run_config.yaml"  # the config of record, written by the run's first start
+
+# What must not change when a run dir is resumed: the checkpoint and the data order depend on them.
+FIXED_KEYS = ("model", "prior", "data", "seed", "trainer.batch_size", "trainer.pretrain_epochs")
+
+
+def _has_target(node) -> bool:
+    if isinstance(node, dict):
+        return "_target_" in node or any(_has_target(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_has_target(v) for v in node)
+    return False
+
+
+def load_run_config(run_dir: str | Path) -> Config:
+    """The run's own config (``run_config.yaml``, else Hydra's ``.hydra/config.yaml``), read as data
+    against vaemix's schema, never instantiated."""
+    path = Path(run_dir) / RUN_CONFIG
+    if not path.is_file():
+        path = Path(run_dir) / ".hydra" / "config.yaml"
+    if not path.is_file():
+        raise VaemixError(f"{run_dir} is not a vaemix run dir (no {RUN_CONFIG} or .hydra/config.yaml)")
+    try:
+        raw = OmegaConf.to_container(OmegaConf.load(path))
+        if _has_target(raw):
+            raise VaemixError(f"{path} names a _target_; vaemix run configs never do, refusing to use it")
+        cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), raw))
+    except OmegaConfBaseException as e:
+        raise VaemixError(f"{path} is not a vaemix config: {str(e).splitlines()[0]}") from None
+    return validate(cfg)  # type: ignore[arg-type]
+
+
+def _fixed(cfg: Config) -> dict:
+    flat = flatten(asdict(cfg))
+    return {k: v for k, v in flat.items() if any(k == key or k.startswith(f"{key}.") for key in FIXED_KEYS)}
+
+
+def check_run_config(run_dir: Path, cfg: Config, write: bool = True) -> None:
+    """On a run dir's first start, record its config in ``run_config.yaml``; on a resume, refuse a config
+    whose model, prior, data, seed or batch differ from the record (the checkpoint would not fit, or
+    the data order would change), naming every differing key."""
+    path = run_dir / RUN_CONFIG
+    if path.is_file():
+        old, new = _fixed(load_run_config(run_dir)), _fixed(cfg)
+        diffs = [f"{k}={old.get(k)!r} (now {v!r})" for k, v in new.items() if old.get(k) != v]
+        if diffs:
+            raise VaemixError(
+                f"{run_dir} was trained with {', '.join(diffs)}; resume with the same values or choose another "
+                "hydra.run.dir"
+            )
+    elif write:
+        write_text(path, yaml.safe_dump(asdict(cfg), sort_keys=False))

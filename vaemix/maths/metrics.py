@@ -1,0 +1,47 @@
+"""Clustering metrics: accuracy under the best matching, NMI, ARI, and the consensus of clusterings."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+
+def cluster_accuracy(labels: np.ndarray, clusters: np.ndarray) -> float:
+    """Accuracy under the best one-to-one matching of clusters to labels (Hungarian algorithm)."""
+    labels, clusters = np.asarray(labels), np.asarray(clusters)
+    _, li = np.unique(labels, return_inverse=True)
+    _, ci = np.unique(clusters, return_inverse=True)
+    counts = np.zeros((ci.max() + 1, li.max() + 1), np.int64)  # [clusters, labels]
+    np.add.at(counts, (ci, li), 1)
+    rows, cols = linear_sum_assignment(counts, maximize=True)
+    return float(counts[rows, cols].sum() / len(labels))
+
+
+def most_agreed(labelings: list[np.ndarray]) -> tuple[int, float]:
+    """The consensus of several clusterings of the same points: the index of the one with the highest
+    mean adjusted Rand index to the others, and that mean (1.0 for a single clustering)."""
+    n = len(labelings)
+    if n == 1:
+        return 0, 1.0
+    agree = np.array(
+        [
+            [adjusted_rand_score(a, b) if i != j else 0.0 for j, b in enumerate(labelings)]
+            for i, a in enumerate(labelings)
+        ]
+    )
+    mean = agree.sum(axis=1) / (n - 1)
+    return int(np.argmax(mean)), float(mean.max())
+
+
+def clustering_metrics(labels: np.ndarray | None, clusters: np.ndarray, components: int) -> dict[str, float]:
+    """ACC / NMI / ARI against ``labels`` (when known) and how the data spreads over components."""
+    shares = np.bincount(clusters, minlength=components) / len(clusters)
+    out = {"components_used": int(np.count_nonzero(shares)), "largest_share": float(shares.max())}
+    if labels is not None:
+        out |= {
+            "cluster_acc": cluster_accuracy(labels, clusters),
+            "nmi": float(normalized_mutual_info_score(labels, clusters)),
+            "ari": float(adjusted_rand_score(labels, clusters)),
+        }
+    return out

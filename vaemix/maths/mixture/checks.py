@@ -1,0 +1,24 @@
+"""Input checks shared by the toolkit's estimators: one clear error per kind of bad data."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vaemix.errors import VaemixError
+
+
+def check_data(x, components: int | None = None, name: str = "x") -> np.ndarray:
+    """``[N, D]`` finite float64 data with at least ``components`` distinct rows, or a clear error."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise VaemixError(f"{name} must be a non-empty [N, D] array, got shape {x.shape}")
+    bad = ~np.all(np.isfinite(x), axis=1)
+    if bad.any():
+        raise VaemixError(f"{name} has {int(bad.sum())} rows with NaN or inf (first: row {int(np.argmax(bad))})")
+    if components is not None:
+        distinct = len(np.unique(x, axis=0))
+        if distinct < components:
+            raise VaemixError(
+                f"{name} has {distinct} distinct points for {components} components; use fewer components"
+            )
+    return x

@@ -1,0 +1,39 @@
+"""k-means with k-means++ seeding: the toolkit's hard clustering and EM's starting point."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vaemix.maths.mixture.checks import check_data
+
+
+def kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """``k`` initial centres ``[k, D]``, each drawn with probability proportional to its squared distance
+    from the centres already chosen."""
+    centres = [x[rng.integers(len(x))]]
+    d2 = np.sum((x - centres[0]) ** 2, axis=1)
+    for _ in range(1, k):
+        p = d2 / d2.sum() if d2.sum() > 0 else np.full(len(x), 1 / len(x))
+        centres.append(x[rng.choice(len(x), p=p)])
+        d2 = np.minimum(d2, np.sum((x - centres[-1]) ** 2, axis=1))
+    return np.stack(centres)
+
+
+def kmeans(x: np.ndarray, k: int, seed: int = 0, n_init: int = 10, iters: int = 100) -> np.ndarray:
+    """Lloyd's k-means from k-means++ seeds, best of ``n_init`` by inertia; returns labels ``[N]``."""
+    x = check_data(x, k)
+    rng = np.random.default_rng(seed)
+    best, best_inertia = None, np.inf
+    for _ in range(n_init):
+        centres = kmeans_plus_plus(x, k, rng)
+        for _ in range(iters):
+            d2 = np.sum(x**2, 1)[:, None] - 2 * x @ centres.T + np.sum(centres**2, 1)[None]
+            labels = np.argmin(d2, axis=1)
+            new = np.stack([x[labels == j].mean(0) if np.any(labels == j) else centres[j] for j in range(k)])
+            if np.allclose(new, centres):
+                break
+            centres = new
+        inertia = float(np.sum(np.min(d2, axis=1)))
+        if inertia < best_inertia:
+            best, best_inertia = labels, inertia
+    return best

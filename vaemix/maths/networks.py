@@ -1,0 +1,110 @@
+"""Encoder q(z|x) and decoder p(x|z) networks that end in TFP distribution layers.
+
+The layers that produce distribution parameters and the distribution heads are float32 layers, so
+under a mixed-precision policy only the hidden layers compute in low precision.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+from vaemix.maths.keras import keras, tfb, tfd, tfpl  # tf_keras (Keras 2)
+from vaemix.maths.likelihoods import decoder_head, params_per_pixel
+from vaemix.maths.numerics import DIAG_SHIFT
+
+
+def _encoder_head(latent_dim: int, sphere_radius: float | None = None) -> list[keras.layers.Layer]:
+    layers = [
+        keras.layers.Dense(tfpl.MultivariateNormalTriL.params_size(latent_dim), dtype="float32", name="latent_params")
+    ]
+    if sphere_radius:
+        # The mean lives on a sphere: the contrastive pretraining shapes directions, not norms, and the
+        # clusters it forms there are the ones a Gaussian mixture over z can model.
+        def on_sphere(params: tf.Tensor) -> tf.Tensor:
+            loc = sphere_radius * tf.math.l2_normalize(params[..., :latent_dim], axis=-1)
+            return tf.concat([loc, params[..., latent_dim:]], axis=-1)
+
+        layers.append(keras.layers.Lambda(on_sphere, dtype="float32"))
+    return layers + [
+        # scale_tril through FillScaleTriL: softplus diagonal (+ DIAG_SHIFT), so q never degenerates.
+        tfpl.MultivariateNormalTriL(latent_dim, convert_to_tensor_fn=tfd.Distribution.mean, dtype="float32"),
+    ]
+
+
+def reset_encoder_scale(encoder: keras.Model, latent_dim: int, scale: float) -> None:
+    """Make q(z|x) = N(mean(x), scale^2 I) for every x, keeping the mean.
+
+    Autoencoder pretraining trains only the mean, so the scale outputs it leaves behind are arbitrary
+    (tiny diagonals next to large off-diagonals): sampling from them wipes out what pretraining learnt
+    and makes log q(z|x) explode in the first ELBO steps.
+    """
+    head = encoder.get_layer("latent_params")
+    kernel, bias = head.get_weights()
+    raw = tfb.FillScaleTriL(diag_shift=DIAG_SHIFT).inverse(scale * tf.eye(latent_dim)).numpy()  # [D(D+1)/2]
+    kernel[:, latent_dim:] = 0.0
+    bias[latent_dim:] = raw
+    head.set_weights([kernel, bias])
+
+
+def build_encoder(
+    image_shape: Sequence[int],
+    latent_dim: int,
+    architecture: str,
+    hidden: Sequence[int] = (500, 500, 2000),
+    filters: Sequence[int] = (32, 64),
+    conv_dense: int = 256,
+    sphere_radius: float | None = None,
+) -> keras.Model:
+    """``x [B, H, W, C] -> q(z|x)``, a MultivariateNormalTriL with batch ``[B]`` and event ``[latent_dim]``;
+    with ``sphere_radius`` its mean is scaled to that norm."""
+    layers: list[keras.layers.Layer] = [keras.Input(tuple(image_shape))]
+    if architecture == "mlp":
+        layers += [keras.layers.Flatten()]
+        layers += [keras.layers.Dense(w, activation="relu") for w in hidden]
+    else:
+        layers += [keras.layers.Conv2D(f, 4, strides=2, padding="same", activation="relu") for f in filters]
+        layers += [keras.layers.Flatten(), keras.layers.Dense(conv_dense, activation="relu")]
+    return keras.Sequential(layers + _encoder_head(latent_dim, sphere_radius), name="encoder")
+
+
+def build_decoder(
+    image_shape: Sequence[int],
+    latent_dim: int,
+    architecture: str,
+    likelihood: str,
+    hidden: Sequence[int] = (500, 500, 2000),
+    filters: Sequence[int] = (32, 64),
+    conv_dense: int = 256,
+) -> keras.Model:
+    """``z [B, latent_dim] -> p(x|z)``, independent pixels with batch ``[B]`` and event ``image_shape``."""
+    h, w, c = image_shape
+    k = params_per_pixel(likelihood)
+    layers: list[keras.layers.Layer] = [keras.Input((latent_dim,))]
+    if architecture == "mlp":
+        layers += [keras.layers.Dense(u, activation="relu") for u in reversed(hidden)]
+        layers += [keras.layers.Dense(k * h * w * c, dtype="float32")]  # logits in float32
+    else:
+        up = 2 ** len(filters)
+        h0, w0 = math.ceil(h / up), math.ceil(w / up)
+        layers += [
+            keras.layers.Dense(conv_dense, activation="relu"),
+            keras.layers.Dense(h0 * w0 * filters[-1], activation="relu"),
+            keras.layers.Reshape((h0, w0, filters[-1])),
+        ]
+        layers += [
+            keras.layers.Conv2DTranspose(f, 4, strides=2, padding="same", activation="relu")
+            for f in reversed(filters[:-1])
+        ]
+        layers += [
+            keras.layers.Conv2DTranspose(k * c, 4, strides=2, padding="same", dtype="float32"),
+            keras.layers.Cropping2D(((0, h0 * up - h), (0, w0 * up - w))),
+            # [H, W, k*C] -> [k, H, W, C] -> flat, so each parameter kind is one contiguous block.
+            keras.layers.Reshape((h, w, k, c)),
+            keras.layers.Permute((3, 1, 2, 4)),
+            keras.layers.Flatten(),
+        ]
+    layers.append(decoder_head((h, w, c), likelihood))
+    return keras.Sequential(layers, name="decoder")

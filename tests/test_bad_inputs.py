@@ -1,10 +1,15 @@
-"""The bad-input catalogue: every case is run as a user would (a subprocess of train.py / evaluate.py) and
-must end with exit status != 0, a message that says what is wrong, no traceback, and no change to an
-existing run dir."""
+"""The bad-input catalogue: every case is run as a user would (a subprocess of an entry script) and must
+end with exit status 2, a message that says what is wrong, no traceback, and no change to an existing
+run dir. The subprocesses run two at a time (a fixture), each case asserts its own outcome."""
+
+from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +19,81 @@ import yaml
 from conftest import ROOT, TINY
 
 
-def _run(script: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-    return subprocess.run([sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True, timeout=180,
-                          env={**base, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})})  # fmt: skip
+@dataclass(frozen=True)
+class Case:
+    script: str
+    args: tuple[str, ...]  # formatted with {d} (bad files), {tmp} (a fresh dir), {run} (the healthy run), {copy}
+    message: str
+    train_args: bool = True  # train.py cases get the tiny model and the session's TFDS dir
+    setup: str = ""  # how {copy} (a copy of the healthy run) is damaged first
+    env: dict = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return f"{self.script} {' '.join(self.args)}"
+
+
+def _config(override: str, message: str) -> Case:
+    return Case("train.py", (override, "hydra.run.dir={run}"), message, train_args=False)
+
+
+def _data(args: list[str], message: str) -> Case:
+    return Case("train.py", (*args, "hydra.run.dir={tmp}"), message)
+
+
+CASES = [
+    _config("model.latent_dim=0", "model.latent_dim=0 is out of range; it must be >= 1"),
+    _config("prior.components=-1", "prior.components=-1 is out of range; it must be >= 1"),
+    _config("trainer.lr=-1", "trainer.lr=-1.0 is out of range; it must be > 0"),
+    _config("trainer.batch_size=0", "trainer.batch_size=0 is out of range"),
+    _config("trainer.epochs=0", "trainer.epochs=0 is out of range"),
+    _config("trainer.kl_samples=0", "trainer.kl_samples=0 is out of range"),
+    _config("trainer.max_steps=-5", "trainer.max_steps=-5 is out of range"),
+    _config("trainer.temperature=0", "trainer.temperature=0.0 is out of range; it must be > 0"),
+    _config("model.hidden=[16,-3]", "model.hidden[1]=-3 is out of range"),
+    _config("trainer.lr=fast", "trainer.lr"),  # wrong type: Hydra names key and value
+    _config("model.latent_dim=2.5", "model.latent_dim"),
+    _config("trainer.learning_rate=0.1", "trainer.learning_rate"),  # unknown key
+    _config("colour=blue", "colour"),  # unknown top-level key
+    _config("prior=mystery", "prior/mystery"),  # unknown group option, with the available ones
+    _config("data.binarize=maybe", "data.binarize='maybe' is not allowed; choose one of: none, static, dynamic"),
+    _config("prior.covariance=spherical", "choose one of: full, diag"),
+    _config("model.likelihood=poisson", "choose one of: bernoulli, gaussian"),
+    _config("strategy.kind=tpu", "choose one of: default, mirrored, multi_worker"),
+    _config("trainer.jit=sometimes", "choose one of: auto, true, false"),
+    _config("trainer.precision=float8", "choose one of: float32, mixed_float16, mixed_bfloat16"),
+    _config("data=local", "data=local needs data.images"),
+    _config("data.test_fraction=1.5", "data.test_fraction=1.5 is out of range"),
+    _config("data.augment=false", "set data.augment=true"),
+    _config("task=gmm", "task=gmm fits tabular data"),
+    _config("data=table", "data=table is tabular; choose a task"),
+    _data(["data=local", "data.images={d}/nan.npz"], "NaN or inf pixels"),
+    _data(["data=local", "data.images={d}/inf.npz"], "NaN or inf pixels"),
+    _data(["data=local", "data.images={d}/strings.npz"], "images must be numeric"),
+    _data(["data=local", "data.images={d}/flat.npz"], "images must be [N, H, W] or [N, H, W, C]"),
+    _data(["data=local", "data.images={d}/empty.npz"], "with N > 0"),
+    _data(["data=local", "data.images={d}/big.npz"], "pixel values must lie in [0, 1] or [0, 255]"),
+    _data(["data=local", "data.images={d}/nox.npz"], "no array 'x' in the .npz"),
+    _data(["data=local", "data.images={d}/mislabelled.npz"], "7 labels for 20 images"),
+    _data(["data=local", "data.images={d}/few.npz"], "too few to hold out"),
+    _data(["data=local", "data.images={d}/missing.gz"], "does not exist"),
+    _data(["data=local", "data.images={d}/corrupt.gz"], "not a readable IDX file"),
+    _data(["data=local", "data.images={d}/badmagic"], "not a readable IDX file"),
+    _data(["data=local", "data.images={d}/text.npz"], "not a readable .npz file"),
+    _data(["data=tfds", "data.name=no_such_dataset_xyz"], "'no_such_dataset_xyz' is not a TFDS dataset"),
+    _data(["data=mnist", "data.download=false", "data.data_dir={d}/tfds"], "is not prepared"),
+    _data(["trainer.batch_size=5000"], "trainer.batch_size=5000 is larger than the 4000 training examples"),
+    _data(["strategy=multi_worker"], "needs the TF_CONFIG environment variable"),
+    Case("train.py", ("model.latent_dim=5", "hydra.run.dir={run}"), "was trained with model.latent_dim=2 (now 5)"),
+    Case("evaluate.py", ("run_dir={tmp}",), "is not a vaemix run dir", train_args=False),
+    Case("evaluate.py", ("run_dir={run}", "checkpoint=ckpt-99"), "no checkpoint 'ckpt-99'", train_args=False),
+    Case("evaluate.py", ("run_dir={run}", "eval.iwae_samples=-1"), "eval.iwae_samples=-1 is out of range", False),
+    Case("evaluate.py", ("run_dir={run}", "data=local", "data.images={d}/few.npz", "data.test_fraction=0.5"),
+         "does not fit this model", train_args=False),
+    Case("evaluate.py", ("run_dir={copy}", "eval.iwae_samples=0", "eval.pictures=false"),
+         "does not fit this model or is unreadable", train_args=False, setup="truncate ckpt-2"),
+    Case("evaluate.py", ("run_dir={copy}",), "names a _target_", train_args=False, setup="foreign _target_"),
+]  # fmt: skip
 
 
 def _snapshot(run_dir: Path) -> dict[str, bytes]:
@@ -26,10 +102,14 @@ def _snapshot(run_dir: Path) -> dict[str, bytes]:
             if p.is_file() and p.name != "train.log"}  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
+def _run(argv: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    return subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=180,
+                          env={**base, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})})  # fmt: skip
+
+
+def _bad_files(d: Path) -> Path:
     """Bad data files, each wrong in one way."""
-    d = tmp_path_factory.mktemp("bad")
     np.savez(d / "nan.npz", x=np.full((20, 4, 4), np.nan))
     np.savez(d / "inf.npz", x=np.full((20, 4, 4), np.inf))
     np.savez(d / "strings.npz", x=np.full((20, 4, 4), "a"))
@@ -45,123 +125,53 @@ def files(tmp_path_factory):
     return d
 
 
+def _damaged_copy(run_dir: Path, copy: Path, how: str) -> None:
+    shutil.copytree(run_dir, copy)
+    if how == "truncate ckpt-2":
+        data = next((copy / "checkpoints").glob("ckpt-2.data-*"))
+        data.write_bytes(data.read_bytes()[:100])
+    elif how == "foreign _target_":
+        cfg = yaml.safe_load((copy / "run_config.yaml").read_text())
+        cfg["model"]["_target_"] = "os.system"
+        (copy / "run_config.yaml").write_text(yaml.safe_dump(cfg))
+
+
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, tfds_dir):
-    """An existing, healthy run that the bad commands below must leave untouched."""
-    d = tmp_path_factory.mktemp("existing")
-    r = _run("train.py", *TINY, f"data.data_dir={tfds_dir}", "trainer.max_steps=2", f"hydra.run.dir={d}")
+def outcomes(tmp_path_factory, tfds_dir) -> dict:
+    """``{case id: (result, checkpoints written)}`` for every case, and the healthy run's snapshot before
+    and after all of them under ``"run untouched"``."""
+    base = tmp_path_factory.mktemp("catalogue")
+    files, run_dir = _bad_files(base), base / "existing"
+    r = _run(["train.py", *TINY, f"data.data_dir={tfds_dir}", "trainer.max_steps=2", f"hydra.run.dir={run_dir}"])
     assert r.returncode == 0, r.stderr[-2000:]
-    return d
+    before, jobs = _snapshot(run_dir), {}
+    for i, case in enumerate(CASES):
+        tmp, copy = base / f"tmp{i}", base / f"copy{i}"
+        tmp.mkdir()
+        if case.setup:
+            _damaged_copy(run_dir, copy, case.setup)
+        args = [a.format(d=files, tmp=tmp, run=run_dir, copy=copy) for a in case.args]
+        extra = [*TINY, f"data.data_dir={tfds_dir}"] if case.train_args else []
+        jobs[case.id] = ([case.script, *extra, *args], tmp)
+    with ThreadPoolExecutor(2) as pool:
+        futures = {k: pool.submit(_run, argv) for k, (argv, _) in jobs.items()}
+        out = {k: (f.result(), list(jobs[k][1].glob("checkpoints/ckpt-*"))) for k, f in futures.items()}
+    return out | {"run untouched": _snapshot(run_dir) == before}
 
 
-CONFIG_CASES = [
-    ("model.latent_dim=0", "model.latent_dim=0 is out of range; it must be >= 1"),
-    ("prior.components=-1", "prior.components=-1 is out of range; it must be >= 1"),
-    ("trainer.lr=-1", "trainer.lr=-1.0 is out of range; it must be > 0"),
-    ("trainer.batch_size=0", "trainer.batch_size=0 is out of range"),
-    ("trainer.epochs=0", "trainer.epochs=0 is out of range"),
-    ("trainer.kl_samples=0", "trainer.kl_samples=0 is out of range"),
-    ("trainer.max_steps=-5", "trainer.max_steps=-5 is out of range"),
-    ("trainer.temperature=0", "trainer.temperature=0.0 is out of range; it must be > 0"),
-    ("model.hidden=[16,-3]", "model.hidden[1]=-3 is out of range"),
-    ("trainer.lr=fast", "trainer.lr"),  # wrong type: Hydra names key and value
-    ("model.latent_dim=2.5", "model.latent_dim"),
-    ("trainer.learning_rate=0.1", "trainer.learning_rate"),  # unknown key
-    ("colour=blue", "colour"),  # unknown top-level key
-    ("prior=mystery", "prior/mystery"),  # unknown group option, with the available ones
-    ("data.binarize=maybe", "data.binarize='maybe' is not allowed; choose one of: none, static, dynamic"),
-    ("prior.covariance=spherical", "choose one of: full, diag"),
-    ("model.likelihood=poisson", "choose one of: bernoulli, gaussian"),
-    ("strategy.kind=tpu", "choose one of: default, mirrored, multi_worker"),
-    ("trainer.jit=sometimes", "choose one of: auto, true, false"),
-    ("trainer.precision=float8", "choose one of: float32, mixed_float16, mixed_bfloat16"),
-    ("data=local", "data=local needs data.images"),
-    ("data.test_fraction=1.5", "data.test_fraction=1.5 is out of range"),
-    ("data.augment=false", "set data.augment=true"),
-    ("task=gmm", "task=gmm fits tabular data"),
-    ("data=table", "data=table is tabular; choose a task"),
-]
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_is_one_clear_line(case, outcomes):
+    r, checkpoints = outcomes[case.id]
+    assert r.returncode == 2 and case.message in r.stderr and "Traceback" not in r.stderr, r.stderr[-1500:]
+    assert not checkpoints  # nothing was trained
 
 
-@pytest.mark.parametrize("override,message", CONFIG_CASES, ids=[c[0] for c in CONFIG_CASES])
-def test_bad_config_values(override, message, run_dir):
-    before = _snapshot(run_dir)
-    r = _run("train.py", override, f"hydra.run.dir={run_dir}")
-    assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr, r.stderr[-1500:]
-    assert _snapshot(run_dir) == before
+def test_no_bad_command_changed_the_existing_run(outcomes):
+    assert outcomes["run untouched"]
 
 
-DATA_CASES = [
-    (["data=local", "data.images={d}/nan.npz"], "NaN or inf pixels"),
-    (["data=local", "data.images={d}/inf.npz"], "NaN or inf pixels"),
-    (["data=local", "data.images={d}/strings.npz"], "images must be numeric"),
-    (["data=local", "data.images={d}/flat.npz"], "images must be [N, H, W] or [N, H, W, C]"),
-    (["data=local", "data.images={d}/empty.npz"], "with N > 0"),
-    (["data=local", "data.images={d}/big.npz"], "pixel values must lie in [0, 1] or [0, 255]"),
-    (["data=local", "data.images={d}/nox.npz"], "no array 'x' in the .npz"),
-    (["data=local", "data.images={d}/mislabelled.npz"], "7 labels for 20 images"),
-    (["data=local", "data.images={d}/few.npz"], "too few to hold out"),
-    (["data=local", "data.images={d}/missing.gz"], "does not exist"),
-    (["data=local", "data.images={d}/corrupt.gz"], "not a readable IDX file"),
-    (["data=local", "data.images={d}/badmagic"], "not a readable IDX file"),
-    (["data=local", "data.images={d}/text.npz"], "not a readable .npz file"),
-    (["data=tfds", "data.name=no_such_dataset_xyz"], "'no_such_dataset_xyz' is not a TFDS dataset"),
-    (["data=mnist", "data.download=false", "data.data_dir={d}/tfds"], "is not prepared"),
-    (["trainer.batch_size=5000"], "trainer.batch_size=5000 is larger than the 4000 training examples"),
-    (["strategy=multi_worker"], "needs the TF_CONFIG environment variable"),
-]
+def test_the_readme_reports_the_catalogue_size():
+    import re
 
-
-@pytest.mark.parametrize("overrides,message", DATA_CASES, ids=[" ".join(c[0]) for c in DATA_CASES])
-def test_bad_data_and_setups(overrides, message, files, tfds_dir, tmp_path):
-    args = [o.format(d=files) for o in overrides]
-    r = _run("train.py", *TINY, f"data.data_dir={tfds_dir}", *args, f"hydra.run.dir={tmp_path}")
-    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr[-1500:]
-    assert not list(tmp_path.glob("checkpoints/ckpt-*"))
-
-
-def test_resume_with_an_incompatible_model_leaves_the_run_alone(run_dir, tfds_dir):
-    before = _snapshot(run_dir)
-    r = _run("train.py", *TINY, f"data.data_dir={tfds_dir}", "model.latent_dim=5", f"hydra.run.dir={run_dir}")
-    assert r.returncode == 2 and "was trained with model.latent_dim=2 (now 5)" in r.stderr
-    assert _snapshot(run_dir) == before
-
-
-def test_corrupt_checkpoint_is_a_clear_error(run_dir, tmp_path, tfds_dir):
-    import shutil
-
-    copy = tmp_path / "run"
-    shutil.copytree(run_dir, copy)
-    data = next((copy / "checkpoints").glob("ckpt-2.data-*"))
-    data.write_bytes(data.read_bytes()[:100])
-    r = _run("evaluate.py", f"run_dir={copy}", "eval.iwae_samples=0", "eval.pictures=false")
-    assert r.returncode == 2 and "does not fit this model or is unreadable" in r.stderr and "Traceback" not in r.stderr
-
-
-EVAL_CASES = [
-    (["run_dir={tmp}"], "is not a vaemix run dir"),
-    (["run_dir={run}", "checkpoint=ckpt-99"], "no checkpoint 'ckpt-99'"),
-    (["run_dir={run}", "eval.iwae_samples=-1"], "eval.iwae_samples=-1 is out of range"),
-    (["run_dir={run}", "data=local", "data.images={files}/few.npz", "data.test_fraction=0.5"],
-     "does not fit this model"),
-]  # fmt: skip
-
-
-@pytest.mark.parametrize("args,message", EVAL_CASES, ids=[" ".join(c[0]) for c in EVAL_CASES])
-def test_bad_evaluations(args, message, run_dir, files, tmp_path):
-    before = _snapshot(run_dir)
-    r = _run("evaluate.py", *[a.format(tmp=tmp_path, run=run_dir, files=files) for a in args])
-    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr[-1500:]
-    assert _snapshot(run_dir) == before
-
-
-def test_a_run_config_naming_a_foreign_target_is_refused(run_dir, tmp_path):
-    import shutil
-
-    copy = tmp_path / "run"
-    shutil.copytree(run_dir, copy)
-    cfg = yaml.safe_load((copy / "run_config.yaml").read_text())
-    cfg["model"]["_target_"] = "os.system"
-    (copy / "run_config.yaml").write_text(yaml.safe_dump(cfg))
-    r = _run("evaluate.py", f"run_dir={copy}")
-    assert r.returncode == 2 and "names a _target_" in r.stderr
+    sizes = re.findall(r"catalogue of (\d+) bad inputs", (ROOT / "README.md").read_text())
+    assert sizes and all(int(n) == len(CASES) for n in sizes), (sizes, len(CASES))

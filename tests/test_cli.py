@@ -51,3 +51,23 @@ def test_only_vaemix_errors_become_one_line_and_exit_2(capsys):
     with pytest.raises(ValueError, match="a bug"):  # not swallowed: its traceback reaches the user
         main_guard(bug, None)
     assert issubclass(VaemixError, ValueError)  # library errors compose in user code
+
+
+def test_hydra_composition_errors_become_one_line():
+    from hydra.errors import ConfigCompositionException
+    from omegaconf.errors import ConfigKeyError
+
+    from vaemix.cli import one_line
+
+    try:
+        try:
+            raise ConfigKeyError("Key 'learning_rate' not in 'TrainerConfig'\n    full_key: trainer.learning_rate")
+        except ConfigKeyError as cause:
+            raise ConfigCompositionException("Could not override 'trainer.learning_rate'.") from cause
+    except ConfigCompositionException as e:
+        assert one_line(e) == "Could not override 'trainer.learning_rate'; Key 'learning_rate' not in 'TrainerConfig'"
+    missing = ConfigCompositionException(
+        "In 'config': Could not find 'prior/x'\n\nAvailable options in 'prior':\n\tbase\n\tgmm\n\tnormal\n"
+        "Config search path:\n\tprovider=hydra, path=pkg://hydra.conf"
+    )
+    assert one_line(missing) == "In 'config': Could not find 'prior/x'; available options in 'prior': gmm, normal"

@@ -8,7 +8,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import hydra._internal.utils as hydra_utils
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 
 from vaemix.errors import Preempted, VaemixError
@@ -16,6 +18,40 @@ from vaemix.errors import Preempted, VaemixError
 # TF prints pages of C++ start-up noise; keep warnings and errors only.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 logging.getLogger("absl").setLevel(logging.WARNING)  # TFDS logs every file it opens at INFO
+
+
+_NOISE = ("full_key:", "object_type=", "reference_type=", "Set the environment variable", "To append to your config")
+
+
+def one_line(error: BaseException) -> str:
+    """Hydra's multi-line composition error (and its OmegaConf cause) as one line."""
+    text = "\n".join(str(part) for part in (error, error.__cause__) if part).split("Config search path:")[0]
+    lines = [line.strip().rstrip(".") for line in text.splitlines()]
+    lines = [line for line in lines if line and not line.startswith(_NOISE)]
+    if any(line.startswith("Available options in") for line in lines):  # a group option that does not exist
+        i = next(i for i, line in enumerate(lines) if line.startswith("Available options in"))
+        options = [o for o in lines[i + 1 :] if o != "base"]  # "base" is the group's schema, not an option
+        return f"{'; '.join(lines[:i])}; {lines[i].rstrip(':').lower()}: {', '.join(options)}"
+    return "; ".join(lines)
+
+
+_hydra_report = hydra_utils.run_and_report
+
+
+def _report(func: Callable[[], Any]) -> Any:
+    """Hydra's reporter, except that a composition error (a bad key, value or group option on the command
+    line) is one line on stderr and exit status 2, like vaemix's own checks."""
+    try:
+        return func()
+    except CompactHydraException as e:
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as e:  # noqa: BLE001  (Hydra's own report of anything else)
+        error = e
+    return _hydra_report(lambda: (_ for _ in ()).throw(error))
+
+
+hydra_utils.run_and_report = _report  # Hydra calls it by this module-level name
 
 
 def run_dir() -> str:

@@ -3,6 +3,8 @@
 Rerunning with the same ``hydra.run.dir`` resumes from the run's latest checkpoint.
 """
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
@@ -19,12 +21,12 @@ def _train(cfg: DictConfig) -> dict:
     if config.task.kind != "vae":
         from vaemix.apps.toolkit import fit_task
 
-        metrics = fit_task(config, run_dir())
+        metrics = fit_task(config, run_dir(), command=sys.argv)
         print(f"done: {config.task.kind}; metrics in {run_dir()}/metrics.json")
         return metrics
     from vaemix.apps.training import train
 
-    metrics = train(config, run_dir())
+    metrics = train(config, run_dir(), command=sys.argv)
     print(f"done: step {metrics['step']}, eval ELBO {metrics['elbo']:.2f} nats; run dir {run_dir()}")
     return metrics
 

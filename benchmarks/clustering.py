@@ -42,7 +42,8 @@ def _vaemix_run(name: str, overrides: list[str], run_dir: Path, iwae_samples: in
     if iwae_samples:
         subprocess.run([sys.executable, "evaluate.py", f"run_dir={run_dir}", f"eval.iwae_samples={iwae_samples}",
                         "eval.pictures=false"], cwd=ROOT, check=True, env=env, capture_output=True)  # fmt: skip
-        metrics["iwae_nll"] = json.loads((run_dir / "eval" / "metrics.json").read_text())["iwae_nll"]
+        scored = json.loads((run_dir / "eval" / "metrics.json").read_text())
+        metrics |= {k: scored[k] for k in ("iwae_nll", "iwae_cross_entropy") if k in scored}
     metrics["wall_s"] = wall
     print(f"  {name}: " + "  ".join(f"{k} {metrics[k]:.4f}" for k in (*METRICS, "elbo") if k in metrics)
           + (f"  iwae_nll {metrics['iwae_nll']:.2f}" if "iwae_nll" in metrics else "") + f"  ({wall:.0f}s)",
@@ -86,7 +87,7 @@ def _baselines(seeds: list[int], data_name: str) -> dict[str, list[dict]]:
 def _summary(runs: list[dict]) -> dict[str, list[float]]:
     """Mean and std over the runs that finished; ``failed`` counts the others."""
     ok = [r for r in runs if "failed" not in r]
-    keys = [k for k in (*METRICS, "iwae_nll", "elbo", "wall_s") if ok and all(k in r for r in ok)]
+    keys = [k for k in (*METRICS, "iwae_nll", "iwae_cross_entropy", "elbo", "wall_s") if ok and all(k in r for r in ok)]
     out = {k: [float(np.mean([r[k] for r in ok])), float(np.std([r[k] for r in ok]))] for k in keys}
     return out | {"failed": [float(len(runs) - len(ok)), 0.0]}
 

@@ -29,26 +29,36 @@ SKIPPED = {
     "TF_CONFIG=": "needs two machines; tests/test_fault_tolerance.py runs two workers on 127.0.0.1",
     "python benchmarks/": "benchmarks run for minutes to hours; they are run by hand and their results committed",
 }
-SCRIPTS = ("train.py", "evaluate.py")
+SCRIPTS = ("train.py", "evaluate.py", "predict.py", "export.py")
 TOOLS = ("ruff", "lint-imports")
 OFFLINE = ("mnist5k", "local", "blobs", "table")  # data that needs no network
 TIMEOUT = 150
 
 
 def readme_commands(text: str) -> list[str]:
-    """Each command of the README's ``bash`` blocks: continuation lines joined, comments dropped, and
-    ``a && b`` split into two."""
+    """Each command line of the README's ``bash`` blocks: continuation lines joined, comments dropped."""
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
         for line in block.replace("\\\n", " ").splitlines():
             line = re.sub(r"\s+", " ", re.sub(r"\s+#.*$", "", line)).strip()
             if line and not line.startswith("#"):
-                commands += [part.strip() for part in line.split("&&")]
+                commands.append(line)
     return commands
 
 
-def skip_reason(command: str) -> str | None:
-    return next((reason for prefix, reason in SKIPPED.items() if command.startswith(prefix)), None)
+def parts(line: str) -> list[str]:
+    """The commands of a line, ``a && b`` run one after the other."""
+    return [part.strip() for part in line.split("&&")]
+
+
+def skip_reason(line: str) -> str | None:
+    """Why a line is not run: the reason of its first part that is skipped, if all of them are."""
+    reasons = [next((r for prefix, r in SKIPPED.items() if part.startswith(prefix)), None) for part in parts(line)]
+    return reasons[0] if all(reasons) else None
+
+
+def runnable(line: str) -> list[str]:
+    return [p for p in parts(line) if not any(p.startswith(prefix) for prefix in SKIPPED)]
 
 
 def _write_idx(path: Path, array: np.ndarray) -> None:
@@ -76,13 +86,13 @@ def fill(args: list[str], files: dict[str, str], run_dir: str, scratch: Path) ->
     out = []
     for arg in args:
         key, sep, value = arg.partition("=")
-        if key == "run_dir":
-            value = run_dir
+        if key == "run_dir":  # a placeholder is the tiny trained run; a path the line itself trains is its own
+            value = run_dir if value.startswith(("outputs/", "<")) or "..." in value else str(scratch / value)
         elif key == "checkpoint":
             value = "ckpt-2"  # what the tiny run saved last
         elif key == "hydra.run.dir":
             value = str(scratch / value.strip("/"))
-        elif key in ("data.images", "data.labels"):
+        elif key in ("data.images", "data.labels", "data.test_images"):
             value = files["idx_labels"] if key == "data.labels" else files["idx_images"]
             value = files["npz"] if arg.endswith(".npz") else value
         elif key == "data.path":
@@ -95,6 +105,10 @@ def tiny(script: str, args: list[str]) -> list[str]:
     """Overrides that make the command finish in seconds, chosen from the config it composes."""
     if script == "evaluate.py":
         return ["eval.iwae_samples=10", "eval.max_examples=100"]
+    if script == "predict.py":
+        return ["predict.iwae_samples=3"] if any(a.startswith("predict.iwae_samples") for a in args) else []
+    if script == "export.py":
+        return []
     cfg = compose_config(*[a for a in args if not a.startswith("hydra.")])
     if cfg.task.kind != "vae":
         return ["data.n=300", "task.n_init=1", "task.epochs=2", "task.num_results=20", "task.num_burnin=20"]
@@ -129,9 +143,13 @@ def _argv(command: str, files: dict[str, str], run_dir: str, scratch: Path) -> t
     return [sys.executable, str(ROOT / words[1]), *args, *tiny(words[1], args), *hydra], not offline
 
 
-def _run(argv: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedProcess, float]:
+def _run(argvs: list[list[str]], env: dict[str, str]) -> tuple[subprocess.CompletedProcess, float]:
+    """Run the commands of a line one after the other, stopping at the first that fails."""
     t0 = time.perf_counter()
-    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    for argv in argvs:
+        done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+        if done.returncode:
+            break
     return done, time.perf_counter() - t0
 
 
@@ -146,40 +164,43 @@ def results(tmp_path_factory) -> dict[str, tuple]:
     env = {"PATH": os.environ["PATH"], "HOME": str(base / "home"), "LANG": "C.UTF-8"}
     run_dir = str(base / "scratch0" / "runs")
     jobs = {}
-    for i, command in enumerate(c for c in COMMANDS if not skip_reason(c)):
+    for i, line in enumerate(c for c in COMMANDS if not skip_reason(c)):
         scratch = base / f"scratch{i}"
-        jobs[command] = _argv(command, files, run_dir, scratch)
+        commands = [_argv(part, files, run_dir, scratch) for part in runnable(line)]
+        jobs[line] = ([argv for argv, _ in commands], any(network for _, network in commands))
     first = next(iter(jobs))  # python train.py: prepares mnist5k in the new HOME and makes the run dir
     out = {first: (*jobs[first], *_run(jobs[first][0], env))}
     with ThreadPoolExecutor(2) as pool:
-        futures = {c: pool.submit(_run, argv, env) for c, (argv, _) in jobs.items() if c != first}
+        futures = {c: pool.submit(_run, argvs, env) for c, (argvs, _) in jobs.items() if c != first}
         out |= {c: (*jobs[c], *f.result()) for c, f in futures.items()}
     return out
 
 
 def test_the_readme_opens_with_the_two_set_up_commands():
-    assert COMMANDS[:3] == ["pip install -e '.[dev]'", "python train.py", "pytest"]
+    assert COMMANDS[:2] == ["pip install -e '.[dev]' && python train.py", "pytest"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_readme_command(command, results):
     if reason := skip_reason(command):
         pytest.skip(reason)
-    argv, needs_network, done, seconds = results[command]
+    argvs, needs_network, done, seconds = results[command]
     if needs_network:  # no network here: the documented one-line error, fast
         assert done.returncode == 2 and "could not download dataset" in done.stderr, done.stderr[-1500:]
         assert "Traceback" not in done.stderr and seconds < 60
     else:
-        assert done.returncode == 0, f"{shlex.join(argv)}\n{done.stderr[-3000:]}"
+        assert done.returncode == 0, f"{[shlex.join(a) for a in argvs]}\n{done.stderr[-3000:]}"
 
 
 def test_commands_are_found_and_every_one_is_run_or_skipped():
     assert len(COMMANDS) >= 15
-    for command in COMMANDS:
+    for command in (p for line in COMMANDS for p in runnable(line)):
         words = shlex.split(command)
-        assert skip_reason(command) or words[0] in TOOLS or words[1] in SCRIPTS, command
+        assert words[0] in TOOLS or words[1] in SCRIPTS, command
 
 
-def test_the_extractor_joins_lines_drops_comments_and_splits_chains():
+def test_the_extractor_joins_lines_drops_comments_and_keeps_chains():
     text = "```bash\npython train.py a=1 \\\n  b=2   # note\n# only a comment\nx && y\n```\n```python\nno\n```"
-    assert readme_commands(text) == ["python train.py a=1 b=2", "x", "y"]
+    assert readme_commands(text) == ["python train.py a=1 b=2", "x && y"]
+    assert parts("x && y") == ["x", "y"] and runnable("pip install a && python train.py") == ["python train.py"]
+    assert skip_reason("pytest && pip install x") == SKIPPED["pytest"] and skip_reason("pytest && x") is None

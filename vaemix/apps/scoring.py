@@ -38,28 +38,40 @@ def elbo_evaluator(vae: VAE, seed: int, num_samples: int = 1) -> Callable[[np.nd
     return evaluate
 
 
-def iwae_nll(vae: VAE, images: np.ndarray, num_samples: int, seed: int = 0, batch: int = 10, chunk: int = 500) -> float:
-    """Mean ``-log p(x)`` estimated with ``num_samples`` importance samples from q(z|x).
+def iwae_log_likelihoods(
+    vae: VAE, images: np.ndarray, num_samples: int, seed: int = 0, first_row: int = 0, batch: int = 10,
+    chunk: int = 500,
+) -> np.ndarray:  # fmt: skip
+    """Per-example importance-weighted estimates of ``log p(x)`` with ``num_samples`` samples from q(z|x),
+    ``[N]`` (a log-likelihood only where :func:`~vaemix.maths.likelihoods.is_normalised` says so).
 
     Samples are drawn ``chunk`` at a time for ``batch`` examples, so memory stays at about
-    ``batch * chunk`` decoder outputs whatever ``num_samples`` is.
+    ``batch * chunk`` decoder outputs whatever ``num_samples`` is. The noise of an example depends on its
+    row in the whole data, ``first_row`` plus its row in ``images`` (a multiple of ``batch``), so the
+    estimates of a file computed block by block equal those of one call.
     """
     chunk = min(chunk, num_samples)
+    if first_row % batch:
+        raise ValueError(f"first_row={first_row} must be a multiple of batch={batch}")
 
     @tf.function(reduce_retracing=True)
     def log_weights(x: tf.Tensor, counter: tf.Tensor) -> tf.Tensor:
         noise = latent_noise(seed + IWAE_OFFSET, counter, [chunk, tf.shape(x)[0], vae.latent_dim])
         return elbo(vae, x, noise).log_weights  # [chunk, B]
 
-    total, counter = 0.0, 0
+    out, counter = [], first_row // batch * -(-num_samples // chunk)
     for x in eval_dataset(images, batch):
         chunks = []
         for _ in range(-(-num_samples // chunk)):
             chunks.append(log_weights(x, tf.constant(counter, tf.int64)))
             counter += 1
-        lw = tf.concat(chunks, axis=0)[:num_samples]  # [S, B]
-        total += float(tf.reduce_sum(iwae_bound(lw)))
-    return -total / len(images)
+        out.append(iwae_bound(tf.concat(chunks, axis=0)[:num_samples]).numpy())  # [S, B] -> [B]
+    return np.concatenate(out).astype(np.float64)
+
+
+def iwae_nll(vae: VAE, images: np.ndarray, num_samples: int, seed: int = 0) -> float:
+    """Mean ``-log p(x)`` by :func:`iwae_log_likelihoods`."""
+    return -float(np.mean(iwae_log_likelihoods(vae, images, num_samples, seed)))
 
 
 def latent_means(vae: VAE, images: np.ndarray) -> np.ndarray:

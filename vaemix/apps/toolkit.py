@@ -1,5 +1,6 @@
 """``python train.py task=gmm|bgmm_svi|bgmm_hmc|mdn data=blobs|table``: the mixture toolkit on tabular data,
-with the same run dir, TensorBoard scalars and ``metrics.json`` as the VAE."""
+with the same run dir as the VAE: ``run_config.yaml``, ``data.json``, a checkpoint of the fit (so that
+evaluation, prediction and export read it and never refit), TensorBoard scalars and ``metrics.json``."""
 
 from __future__ import annotations
 
@@ -12,69 +13,112 @@ import numpy as np
 from vaemix.errors import VaemixError
 from vaemix.infra.arrays import held_out_split
 from vaemix.infra.atomic import write_json
+from vaemix.infra.checkpoints import Checkpoints
 from vaemix.infra.config import Config, TaskConfig
 from vaemix.infra.pictures import density_picture, save_png
+from vaemix.infra.rundir import check_run_config, read_data_record, record_command, write_data_record
 from vaemix.infra.summaries import Summaries
 from vaemix.infra.tables import load_table
-from vaemix.maths.keras import tfd
 from vaemix.maths.metrics import clustering_metrics
 from vaemix.maths.mixture import BayesianGaussianMixture, GaussianMixture, MixtureDensityNetwork
+from vaemix.maths.mixture.fitted import FittedMixture
 from vaemix.maths.priors import most_probable_component
 
 log = logging.getLogger("vaemix")
 
 
-def _fit_mdn(task: TaskConfig, x: np.ndarray, targets: list[int], train, test, seed: int) -> dict:
-    if max(targets) >= x.shape[1] or x.shape[1] - len(targets) < 1:
-        raise VaemixError(f"data.targets={targets} must leave at least one input column of {x.shape[1]}")
-    inputs = np.setdiff1d(np.arange(x.shape[1]), targets)
-    mdn = MixtureDensityNetwork(len(inputs), len(targets), task.components, task.hidden, seed)
-    losses = mdn.fit(x[train][:, inputs], x[train][:, targets], epochs=task.epochs)
-    return {"train_nll": losses[-1], "test_nll": mdn.nll(x[test][:, inputs], x[test][:, targets])}
+def _columns(task: TaskConfig, dims: int, targets: list[int]) -> dict:
+    """What the fit takes: every column for a mixture; input and target columns for the MDN."""
+    if task.kind != "mdn":
+        return {"kind": "mixture", "dims": dims}
+    targets = targets or [dims - 1]
+    if max(targets) >= dims or dims - len(targets) < 1:
+        raise VaemixError(f"data.targets={targets} must leave at least one input column of {dims}")
+    return {"kind": "mdn", "dims": dims, "inputs": np.setdiff1d(np.arange(dims), targets).tolist(), "targets": targets}
 
 
-def _fit_mixture(task: TaskConfig, x: np.ndarray, seed: int) -> tuple[tfd.MixtureSameFamily, dict]:
-    """The fitted mixture's distribution and its fit's own diagnostics."""
+def build_fit(task: TaskConfig, record: dict, seed: int) -> FittedMixture | MixtureDensityNetwork:
+    """An empty model of the kind ``record`` says, ready to be fitted or restored."""
+    if record["kind"] == "mdn":
+        return MixtureDensityNetwork(len(record["inputs"]), len(record["targets"]), task.components, task.hidden, seed)
+    return FittedMixture(task.components, record["dims"])
+
+
+def fit_checkpoints(run_dir: Path, model: FittedMixture | MixtureDensityNetwork) -> Checkpoints:
+    """The fit's checkpoint: the mixture's parameters, or the network's weights (not its optimizer's)."""
+    tracked = list(model.model.variables) if isinstance(model, MixtureDensityNetwork) else model
+    return Checkpoints(run_dir / "checkpoints", keep=1, model=tracked)
+
+
+def _fit(task: TaskConfig, model, record: dict, x: np.ndarray, seed: int) -> dict:
+    """Fit ``model`` to the training rows ``x``; return the fit's own diagnostics."""
+    if isinstance(model, MixtureDensityNetwork):
+        losses = model.fit(x[:, record["inputs"]], x[:, record["targets"]], epochs=task.epochs)
+        return {"train_nll": losses[-1]}
     if task.kind == "gmm":
-        model = GaussianMixture(task.components, task.covariance, task.n_init, seed=seed).fit(x)
-        return model.distribution, {"bic": model.bic(x), "n_iter": model.n_iter_, "converged": bool(model.converged_)}
+        gmm = GaussianMixture(task.components, task.covariance, task.n_init, seed=seed).fit(x)
+        model.assign(gmm.distribution)
+        return {"bic": gmm.bic(x), "n_iter": gmm.n_iter_, "converged": bool(gmm.converged_)}
     method = task.kind.removeprefix("bgmm_")
-    options = (
-        {"epochs": task.epochs}
-        if method == "svi"
-        else {"num_results": task.num_results, "num_burnin": task.num_burnin, "chains": task.chains}
-    )
-    model = BayesianGaussianMixture(task.components, seed=seed).fit(x, method, **options)
-    return model.distribution, dict(model.posterior.diagnostics)
+    options = {"epochs": task.epochs} if method == "svi" else {
+        "num_results": task.num_results, "num_burnin": task.num_burnin, "chains": task.chains}  # fmt: skip
+    bgmm = BayesianGaussianMixture(task.components, seed=seed).fit(x, method, **options)
+    model.assign(bgmm.distribution)
+    return dict(bgmm.posterior.diagnostics)
 
 
-def fit_task(cfg: Config, run_dir: str | Path) -> dict:
-    """Fit ``cfg.task`` to the tabular ``cfg.data``; write ``metrics.json`` and TensorBoard summaries."""
+def fit_metrics(model, record: dict, x: np.ndarray, labels: np.ndarray | None, components: int) -> dict:
+    """Held-out numbers of a fit on rows ``x``: mean log-likelihood (conditional for the MDN) and clusters."""
+    if isinstance(model, MixtureDensityNetwork):
+        return {"test_nll": model.nll(x[:, record["inputs"]], x[:, record["targets"]])}
+    dist = model()
+    metrics = {"test_log_likelihood": float(dist.log_prob(x).numpy().mean())}
+    if labels is not None:
+        metrics |= clustering_metrics(labels, most_probable_component(dist, x), components)
+    return metrics
+
+
+def fit_task(cfg: Config, run_dir: str | Path, command: list[str] | None = None) -> dict:
+    """Fit ``cfg.task`` to the tabular ``cfg.data`` (or reuse the run's saved fit); write ``metrics.json``.
+    ``command`` (the entry script's ``sys.argv``) is recorded in the run dir's ``commands.log``."""
     run_dir, task, seed = Path(run_dir), cfg.task, cfg.seed
+    check_run_config(run_dir, cfg)
+    if command:
+        record_command(run_dir, command)
     x, labels = load_table(cfg.data, seed)
     train, test = held_out_split(len(x), cfg.data.test_fraction)
+    record = _columns(task, x.shape[1], cfg.data.targets) | {"labels": labels is not None}
+    model, t0 = build_fit(task, record, seed), time.perf_counter()
+    ckpts = fit_checkpoints(run_dir, model)
     metrics: dict = {"task": task.kind, "num_train": len(train), "num_test": len(test)}
-    t0 = time.perf_counter()
-    dist = None
-    if task.kind == "mdn":
-        metrics |= _fit_mdn(task, x, cfg.data.targets or [x.shape[1] - 1], train, test, seed)
+    if ckpts.restore():
+        log.info("%s: reusing the fit saved in %s", task.kind, ckpts.latest)
     else:
-        dist, diagnostics = _fit_mixture(task, x[train], seed)
-        metrics |= diagnostics
-        metrics |= {
-            "train_log_likelihood": float(dist.log_prob(x[train]).numpy().mean()),
-            "test_log_likelihood": float(dist.log_prob(x[test]).numpy().mean()),
-        }
-        if labels is not None:
-            metrics |= clustering_metrics(labels[test], most_probable_component(dist, x[test]), task.components)
+        metrics |= _fit(task, model, record, x[train], seed)
+        write_data_record(run_dir, record)
+        ckpts.save(1)
+    metrics |= fit_metrics(model, record, x[test], None if labels is None else labels[test], task.components)
     metrics["fit_seconds"] = time.perf_counter() - t0
+    _report(run_dir, model, x, metrics)
+    log.info("%s: %s", task.kind, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float)))
+    return metrics
+
+
+def _report(run_dir: Path, model, x: np.ndarray, metrics: dict) -> None:
     summaries = Summaries(run_dir / "tensorboard")
     summaries.scalars(0, {f"eval/{k}": float(v) for k, v in metrics.items() if isinstance(v, int | float)})
-    if dist is not None and x.shape[1] == 2:
-        picture = density_picture(dist, x)
+    if isinstance(model, FittedMixture) and x.shape[1] == 2:
+        picture = density_picture(model(), x)
         save_png(run_dir / "density.png", picture)
         summaries.images(0, {"density": picture}, "eval")
     summaries.flush()
     write_json(run_dir / "metrics.json", metrics)
-    log.info("%s: %s", task.kind, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float)))
-    return metrics
+
+
+def restore_fit(run_dir: str | Path, cfg: Config) -> tuple[FittedMixture | MixtureDensityNetwork, dict]:
+    """The run's saved fit and its data record."""
+    record = read_data_record(run_dir)
+    model = build_fit(cfg.task, record, cfg.seed)
+    if fit_checkpoints(Path(run_dir), model).restore() is None:
+        raise VaemixError(f"{run_dir} has no saved fit; run its train.py command again")
+    return model, record

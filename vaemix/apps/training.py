@@ -25,7 +25,7 @@ from vaemix.infra.checkpoints import Checkpoints
 from vaemix.infra.config import Config
 from vaemix.infra.images import ImageData, load_images
 from vaemix.infra.pictures import all_pictures
-from vaemix.infra.rundir import check_run_config
+from vaemix.infra.rundir import check_run_config, record_command, write_data_record
 from vaemix.infra.strategies import is_chief, make_strategy
 from vaemix.infra.summaries import Summaries, hparam_values, prior_scalars
 from vaemix.maths.networks import reset_encoder_scale
@@ -44,6 +44,13 @@ def training_pictures(vae: VAE, data: ImageData, seed: int, n: int = 1000) -> di
     images, labels = data.test_images[:n], None if data.test_labels is None else data.test_labels[:n]
     _, z, clusters = model_report(vae, images, labels)
     return all_pictures(vae, images[:32].astype("float32") / 255.0, z, clusters, labels, seed)
+
+
+def image_record(cfg: Config, data: ImageData) -> dict:
+    """What an image model takes (``data.json``): evaluation, prediction and export read it."""
+    return {"kind": "images", "shape": list(data.image_shape), "name": cfg.data.name, "dtype": "uint8",
+            "scale": "pixels / 255", "binarize": cfg.data.binarize, "labels": data.train_labels is not None,
+            "num_train": len(data.train_images), "num_test": len(data.test_images)}  # fmt: skip
 
 
 def _eval_metrics(vae: VAE, data: ImageData, cfg: Config, summaries: Summaries):
@@ -116,14 +123,19 @@ def _elbo_phase(loop: Loop, state: State, schedule: Schedule, ckpts: Checkpoints
     )
 
 
-def train(cfg: Config, run_dir: str | Path) -> dict[str, float]:
-    """Train (or resume) the run in ``run_dir`` as ``cfg`` says; return the final metrics."""
+def train(cfg: Config, run_dir: str | Path, command: list[str] | None = None) -> dict[str, float]:
+    """Train (or resume) the run in ``run_dir`` as ``cfg`` says; return the final metrics. ``command``
+    (the entry script's ``sys.argv``) is recorded in the run dir's ``commands.log``."""
     strategy = make_strategy(cfg.strategy.kind, cfg.strategy.devices)  # before any other TF op
     if cfg.trainer.deterministic:
         tf.config.experimental.enable_op_determinism()
     run_dir, t, chief = Path(run_dir), cfg.trainer, is_chief(strategy)
     check_run_config(run_dir, cfg, write=chief)
     data = load_images(cfg.data, seed=cfg.seed)
+    if chief:
+        write_data_record(run_dir, image_record(cfg, data))
+        if command:
+            record_command(run_dir, command)
     schedule = make_schedule(len(data.train_images), t.batch_size, strategy.num_replicas_in_sync, t.epochs, t.max_steps)
     with strategy.scope():
         state = build_state(cfg, data.image_shape, schedule.steps_per_epoch)

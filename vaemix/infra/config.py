@@ -157,11 +157,42 @@ class EvaluateConfig:
     eval: EvalOptions = field(default_factory=EvalOptions)
 
 
+@dataclass
+class PredictOptions:
+    """What ``predict.py`` computes and where it writes."""
+
+    split: str = "all"  # all (a local file whole, in its order; a TFDS dataset's train then test) | train | test
+    out: str | None = None  # output path without extension (default: <run_dir>/predictions/<data name>)
+    iwae_samples: int = 0  # importance samples of each example's log-likelihood (or score); 0: none
+    seed: int = 0  # of those samples
+    batch_size: int = 500  # examples computed and written at a time
+
+
+@dataclass
+class PredictConfig:
+    """``python predict.py run_dir=... [data=...] [predict.iwae_samples=100]``."""
+
+    run_dir: str = MISSING
+    checkpoint: str | None = None  # e.g. ckpt-1500; None: the latest
+    data: DataConfig | None = None  # None: the data the run was trained on
+    predict: PredictOptions = field(default_factory=PredictOptions)
+
+
+@dataclass
+class ExportConfig:
+    """``python export.py run_dir=... [checkpoint=ckpt-N]``."""
+
+    run_dir: str = MISSING
+    checkpoint: str | None = None  # None: the latest
+
+
 def register_schemas() -> None:
     """Make the schemas available to ``defaults:`` lists as ``<group>/base``."""
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
     cs.store(name="base_evaluate", node=EvaluateConfig)
+    cs.store(name="base_predict", node=PredictConfig)
+    cs.store(name="base_export", node=ExportConfig)
     for group, node in [
         ("data", DataConfig),
         ("model", ModelConfig),

@@ -146,6 +146,15 @@ def _labels(path: str | None, key: str, n: int) -> np.ndarray | None:
     return None if path is None else _check_labels(_read_array_file(path, key), path, n)
 
 
+def read_local(images: str, labels: str | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The images of an IDX or .npz file (``x`` and, in the same .npz, optional labels ``y``) in file order."""
+    x = to_uint8_images(_read_array_file(images, "x"), images)
+    if labels is None and images.endswith(".npz"):
+        y = read_npz(existing_file(images), "y", optional=True)
+        return x, None if y is None else _check_labels(y, images, x.shape[0])
+    return x, _labels(labels, "y", x.shape[0])
+
+
 def load_local(
     images: str,
     labels: str | None,
@@ -153,18 +162,10 @@ def load_local(
     test_labels: str | None,
     test_fraction: float,
 ) -> ImageData:
-    """Images from IDX or .npz files (``x`` and, in the same file, optional ``y``)."""
-
-    def read(img_path: str, lbl_path: str | None) -> tuple[np.ndarray, np.ndarray | None]:
-        x = to_uint8_images(_read_array_file(img_path, "x"), img_path)
-        if lbl_path is None and img_path.endswith(".npz"):
-            y = read_npz(existing_file(img_path), "y", optional=True)
-            return x, None if y is None else _check_labels(y, img_path, x.shape[0])
-        return x, _labels(lbl_path, "y", x.shape[0])
-
-    x, y = read(images, labels)
+    """Images from IDX or .npz files; without test files, a fixed ``test_fraction`` is held out."""
+    x, y = read_local(images, labels)
     if test_images is not None:
-        xt, yt = read(test_images, test_labels)
+        xt, yt = read_local(test_images, test_labels)
         if xt.shape[1:] != x.shape[1:]:
             raise VaemixError(f"test images have shape {xt.shape[1:]}, train images {x.shape[1:]}")
     else:
@@ -202,3 +203,28 @@ def load_images(d: DataConfig, seed: int = 0) -> ImageData:
             test_images=to_uint8_images(data.test_images, d.name),
         )
     return binarized(data, d.binarize, seed)
+
+
+def _joined(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    return None if a is None or b is None else np.concatenate([a, b])
+
+
+def load_split(d: DataConfig, split: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+    """Images (and labels, if any) of one split (``train`` or ``test``, as training split them) or of
+    ``all`` the data: a local file whole and in its own order, or a TFDS dataset's train and test splits
+    one after the other. Binarised as the run's test split is."""
+    if split != "all":
+        data = load_images(d, seed)
+        return (data.train_images, data.train_labels) if split == "train" else (data.test_images, data.test_labels)
+    if d.name == "local":
+        assert d.images is not None
+        x, y = read_local(d.images, d.labels)
+        if d.test_images is not None:
+            xt, yt = read_local(d.test_images, d.test_labels)
+            x, y = np.concatenate([x, xt]), _joined(y, yt)
+    else:
+        data = load_images(replace(d, binarize="none"), seed)
+        x, y = np.concatenate([data.train_images, data.test_images]), _joined(data.train_labels, data.test_labels)
+    if d.binarize != "none":
+        x = _sample_binary(x, np.random.default_rng([seed, Stream.STATIC_BINARIZATION]))
+    return x, y

@@ -1,7 +1,12 @@
-"""A run directory's config of record: ``run_config.yaml``, read back as data, and the resume guard."""
+"""A run directory's records: its config (``run_config.yaml``, read back as data, and the resume guard),
+what data it was trained on (``data.json``), and the commands that trained it (``commands.log``)."""
 
 from __future__ import annotations
 
+import json
+import shlex
+import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -15,6 +20,8 @@ from vaemix.infra.config import Config, flatten
 from vaemix.infra.validation import validate
 
 RUN_CONFIG = "run_config.yaml"  # the config of record, written by the run's first start
+DATA_RECORD = "data.json"  # what the model takes: shape, preprocessing, labels (see write_data_record)
+COMMANDS = "commands.log"  # every train.py command that ran in the run dir, one a line
 
 # What must not change when a run dir is resumed: the checkpoint and the data order depend on them.
 FIXED_KEYS = ("model", "prior", "data", "seed", "trainer.batch_size", "trainer.pretrain_epochs")
@@ -66,3 +73,35 @@ def check_run_config(run_dir: Path, cfg: Config, write: bool = True) -> None:
             )
     elif write:
         write_text(path, yaml.safe_dump(asdict(cfg), sort_keys=False))
+
+
+def write_data_record(run_dir: Path, record: dict) -> None:
+    """Record what the model takes (``kind``, ``shape`` and the preprocessing fitted on the training data),
+    so that evaluation, prediction and export apply exactly the same without reloading the training data."""
+    write_text(run_dir / DATA_RECORD, json.dumps(record, indent=2) + "\n")
+
+
+def read_data_record(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / DATA_RECORD
+    if not path.is_file():
+        raise VaemixError(f"{run_dir} has no {DATA_RECORD}; train it (or rerun its train.py command once) first")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise VaemixError(f"{path} is not readable JSON ({e})") from None
+
+
+def record_command(run_dir: Path, argv: list[str] | None = None) -> None:
+    """Append the command that is training the run (``sys.argv`` by default) to ``commands.log``."""
+    argv = sys.argv if argv is None else argv
+    line = f"{time.strftime('%Y-%m-%d %H:%M:%S')}  python {shlex.join([Path(argv[0]).name, *argv[1:]])}\n"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / COMMANDS, "a") as f:
+        f.write(line)
+
+
+def recorded_commands(run_dir: str | Path) -> list[str]:
+    """The commands of ``commands.log``, oldest first, without their times."""
+    path = Path(run_dir) / COMMANDS
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return [line.split("  ", 1)[1] for line in lines if "  " in line]

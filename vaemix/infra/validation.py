@@ -14,7 +14,9 @@ from vaemix.infra.config import (
     Config,
     DataConfig,
     EvaluateConfig,
+    ExportConfig,
     ModelConfig,
+    PredictConfig,
     PriorConfig,
     StrategyConfig,
     TaskConfig,
@@ -153,4 +155,20 @@ def to_evaluate_config(cfg: DictConfig) -> EvaluateConfig:
     at_least("eval.max_examples", obj.eval.max_examples, 1)
     if obj.data is not None:
         check_data(obj.data)
+    return obj
+
+
+def to_predict_config(cfg: DictConfig) -> PredictConfig:
+    """Typed, checked ``predict.py`` config (its data is checked against the run, which says what it takes)."""
+    obj = OmegaConf.to_object(cfg)
+    assert isinstance(obj, PredictConfig)
+    choice("predict.split", obj.predict.split, ("all", "train", "test"))
+    at_least("predict.iwae_samples", obj.predict.iwae_samples, 0)
+    at_least("predict.batch_size", obj.predict.batch_size, 1)
+    return obj
+
+
+def to_export_config(cfg: DictConfig) -> ExportConfig:
+    obj = OmegaConf.to_object(cfg)
+    assert isinstance(obj, ExportConfig)
     return obj

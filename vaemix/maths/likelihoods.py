@@ -52,3 +52,15 @@ def decoder_head(image_shape: Sequence[int], likelihood: str) -> keras.layers.La
         return tfd.Independent(pixels, reinterpreted_batch_ndims=len(image_shape))
 
     return tfpl.DistributionLambda(make, convert_to_tensor_fn=tfd.Distribution.mean, dtype="float32")
+
+
+def is_normalised(likelihood: str, binary_data: bool) -> bool:
+    """Whether p(x|z) is a normalised density (or mass) of the data it scores, so that a bound built on
+    it is a bound on a log-likelihood. A Bernoulli likelihood is one only for 0/1 data: for grey levels
+    it is a cross-entropy, whose numbers cannot be compared with anyone's log-likelihood."""
+    return likelihood != "bernoulli" or binary_data
+
+
+def score_name(likelihood: str, binary_data: bool) -> str:
+    """What to call the importance-weighted estimate of log p(x): a log-likelihood only where it is one."""
+    return "log_likelihood" if is_normalised(likelihood, binary_data) else "bernoulli_score"

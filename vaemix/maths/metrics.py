@@ -45,3 +45,19 @@ def clustering_metrics(labels: np.ndarray | None, clusters: np.ndarray, componen
             "ari": float(adjusted_rand_score(labels, clusters)),
         }
     return out
+
+
+def majority_labels(labels: np.ndarray, clusters: np.ndarray, components: int) -> list[dict]:
+    """For each component: its size, its most common label and that label's share of it (its purity);
+    label and purity are None for an empty component."""
+    out = []
+    for k in range(components):
+        members = labels[clusters == k]
+        if len(members) == 0:
+            out.append({"component": k, "size": 0, "label": None, "purity": None})
+            continue
+        values, counts = np.unique(members, return_counts=True)
+        top = int(np.argmax(counts))
+        label = values[top].item()
+        out.append({"component": k, "size": len(members), "label": label, "purity": counts[top] / len(members)})
+    return out

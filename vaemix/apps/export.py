@@ -1,0 +1,206 @@
+"""``export.py``: a trained run as a TF SavedModel that loads and runs with TensorFlow alone.
+
+The exported module holds only the model's variables and ``tf.function``s traced from vaemix's own maths,
+so TFP's distributions are compiled into the graph: ``tf.saved_model.load`` needs no vaemix, TFP or Keras.
+A ``model_card.json`` beside it says what the model takes and what it measured.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from vaemix.apps.restore import restore_run
+from vaemix.apps.scoring import elbo_evaluator, model_report
+from vaemix.apps.toolkit import fit_metrics, restore_fit
+from vaemix.infra.arrays import held_out_split
+from vaemix.infra.atomic import write_json
+from vaemix.infra.config import Config
+from vaemix.infra.images import load_images
+from vaemix.infra.rundir import load_run_config, read_data_record, recorded_commands
+from vaemix.infra.tables import load_table
+from vaemix.maths.likelihoods import score_name
+from vaemix.maths.metrics import majority_labels
+from vaemix.maths.mixture import MixtureDensityNetwork
+from vaemix.maths.mixture.fitted import FittedMixture
+from vaemix.maths.objectives import elbo, iwae_bound, latent_noise
+from vaemix.maths.priors import MixturePrior, component_log_posterior
+from vaemix.maths.streams import IWAE_OFFSET
+from vaemix.maths.vae import VAE
+
+
+def _spec(shape: list, dtype: tf.DType, name: str) -> tf.TensorSpec:
+    return tf.TensorSpec(shape, dtype, name=name)
+
+
+def _vae_functions(vae: VAE, image_shape: tuple[int, ...], score: str) -> dict:
+    """The exported functions of a VAE as closures over it (so the module tracks variables, not models).
+    Each checks its images' shape first, so a wrong one fails with a message that names both shapes."""
+    images = lambda x: tf.ensure_shape(x, [None, *image_shape])  # noqa: E731
+
+    def clusters(x: tf.Tensor) -> dict[str, tf.Tensor]:
+        mean = vae.encoder(images(x)).mean()  # [N, D]
+        if isinstance(vae.prior, MixturePrior):
+            log_post = component_log_posterior(vae.prior(), mean)  # [N, K]
+        else:
+            log_post = tf.zeros([tf.shape(mean)[0], 1])
+        return {"cluster": tf.argmax(log_post, -1), "probabilities": tf.exp(log_post), "latent_mean": mean}
+
+    def encode(x: tf.Tensor) -> dict[str, tf.Tensor]:
+        q = vae.encoder(images(x))
+        return {"mean": q.mean(), "scale_tril": q.scale.to_dense()}
+
+    def reconstruct(x: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"images": vae.decoder(vae.encoder(images(x)).mean()).mean()}
+
+    def sample(component: tf.Tensor, n: tf.Tensor, seed: tf.Tensor) -> dict[str, tf.Tensor]:
+        """``n`` images drawn from p(x|z), z ~ p(z|component), and their means E[x|z]."""
+        z = tf.random.stateless_normal([n, vae.latent_dim], seed=seed)  # [n, D]
+        if isinstance(vae.prior, MixturePrior):
+            z = tf.gather(vae.prior.loc, component) + tf.linalg.matvec(tf.gather(vae.prior.scale_tril(), component), z)
+        p = vae.decoder(z)
+        return {"images": p.sample(seed=seed + tf.constant([0, 1])), "mean": p.mean()}
+
+    def log_likelihood(x: tf.Tensor, samples: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The importance-weighted estimate of log p(x) (rows x samples decoder passes)."""
+        noise = latent_noise(IWAE_OFFSET, 0, tf.stack([samples, tf.shape(x)[0], vae.latent_dim]))
+        return {score: iwae_bound(elbo(vae, images(x), noise).log_weights)}
+
+    cluster_uint8 = lambda x: clusters(tf.cast(x, tf.float32) / 255.0)  # noqa: E731
+    return {"cluster": cluster_uint8, "cluster_float": clusters, "encode": encode, "reconstruct": reconstruct,
+            "sample": sample, "log_likelihood": log_likelihood}  # fmt: skip
+
+
+class ExportedVAE(tf.Module):
+    """The VAE's functions with fixed input signatures (any batch size)."""
+
+    def __init__(self, vae: VAE, image_shape: tuple[int, ...], score: str):
+        super().__init__(name="vaemix_vae")
+        self.weights = [*vae.encoder.variables, *vae.decoder.variables, *vae.prior.variables]
+        self.score_name = score
+        fns, images = _vae_functions(vae, image_shape, score), [None, *image_shape]
+        floats = [_spec(images, tf.float32, "images")]
+        self.cluster = tf.function(fns["cluster"], input_signature=[_spec(images, tf.uint8, "images")])
+        self.cluster_float = tf.function(fns["cluster_float"], input_signature=floats)
+        self.encode = tf.function(fns["encode"], input_signature=floats)
+        self.reconstruct = tf.function(fns["reconstruct"], input_signature=floats)
+        self.sample = tf.function(fns["sample"], input_signature=[
+            _spec([], tf.int32, "component"), _spec([], tf.int32, "n"), _spec([2], tf.int32, "seed")])  # fmt: skip
+        samples = _spec([], tf.int32, "samples")
+        self.log_likelihood = tf.function(fns["log_likelihood"], input_signature=[*floats, samples])
+
+    def signatures(self) -> dict:
+        return {"serving_default": self.cluster, "cluster": self.cluster, "cluster_float": self.cluster_float,
+                "encode": self.encode, "reconstruct": self.reconstruct, "sample": self.sample,
+                self.score_name: self.log_likelihood}  # fmt: skip
+
+
+class ExportedMixture(tf.Module):
+    """A fitted mixture's density, responsibilities and sampler over ``[D]`` float64 rows."""
+
+    def __init__(self, mixture: FittedMixture, dims: int):
+        super().__init__(name="vaemix_mixture")
+        self.mixture = mixture
+        rows = [_spec([None, dims], tf.float64, "x")]
+        self.log_prob = tf.function(lambda x: {"log_prob": self.mixture().log_prob(x)}, input_signature=rows)
+        self.predict_proba = tf.function(self._proba, input_signature=rows)
+        self.sample = tf.function(lambda n, seed: {"samples": self.mixture().sample(n, seed=seed)},
+                                  input_signature=[_spec([], tf.int32, "n"), _spec([2], tf.int32, "seed")])  # fmt: skip
+
+    def _proba(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        log_post = component_log_posterior(self.mixture(), x)
+        return {"cluster": tf.argmax(log_post, -1), "probabilities": tf.exp(log_post)}
+
+    def signatures(self) -> dict:
+        return {"serving_default": self.predict_proba, "predict_proba": self.predict_proba,
+                "log_prob": self.log_prob, "sample": self.sample}  # fmt: skip
+
+
+class ExportedMDN(tf.Module):
+    """A mixture density network's conditional density p(y|x), its mixture parameters and a sampler."""
+
+    def __init__(self, mdn: MixtureDensityNetwork):
+        super().__init__(name="vaemix_mdn")
+        model, self.weights = mdn.model, list(mdn.model.variables)  # the Keras model only in closures
+
+        def mixture(x: tf.Tensor) -> dict[str, tf.Tensor]:
+            dist = model(x)
+            comps = dist.components_distribution
+            return {"weights": dist.mixture_distribution.probs_parameter(), "means": comps.mean(),
+                    "scale_tril": comps.scale.to_dense()}  # fmt: skip
+
+        x, y = _spec([None, mdn.input_dim], tf.float32, "x"), _spec([None, mdn.output_dim], tf.float32, "y")
+        self.log_prob = tf.function(lambda x, y: {"log_prob": model(x).log_prob(y)}, input_signature=[x, y])
+        self.mixture = tf.function(mixture, input_signature=[x])
+        self.sample = tf.function(lambda x, seed: {"y": model(x).sample(seed=seed)},
+                                  input_signature=[x, _spec([2], tf.int32, "seed")])  # fmt: skip
+
+    def signatures(self) -> dict:
+        return {"serving_default": self.mixture, "mixture": self.mixture, "log_prob": self.log_prob,
+                "sample": self.sample}  # fmt: skip
+
+
+def _vae_export(run_dir: Path, cfg: Config, checkpoint: str | None) -> tuple[tf.Module, dict, int]:
+    record = read_data_record(run_dir)
+    _, vae, path, step = restore_run(run_dir, tuple(record["shape"]), checkpoint)
+    data = load_images(cfg.data, cfg.seed)
+    metrics = elbo_evaluator(vae, cfg.seed, cfg.trainer.eval_samples)(data.test_images)
+    clustering, _, _ = model_report(vae, data.test_images, data.test_labels)
+    score = score_name(cfg.model.likelihood, record["binarize"] != "none")
+    card = {"kind": "vae", "input": {"shape": record["shape"], "dtype": "uint8 0..255 (cluster, serving_default); "
+            "float32 0..1 (the others)", "preprocessing": "pixels / 255", "binarize": record["binarize"]},
+            "components": getattr(vae.prior, "components", 1), "latent_dim": vae.latent_dim,
+            "likelihood": cfg.model.likelihood, "score": score, "checkpoint": Path(path).name, "step": step,
+            "metrics_on_test_split": {**metrics, **clustering}}  # fmt: skip
+    if data.train_labels is not None and isinstance(vae.prior, MixturePrior):
+        _, _, clusters = model_report(vae, data.train_images, data.train_labels)
+        card["components_to_labels"] = majority_labels(data.train_labels, clusters, vae.prior.components)
+    return ExportedVAE(vae, tuple(record["shape"]), score), card, step
+
+
+def _fit_export(run_dir: Path, cfg: Config) -> tuple[tf.Module, dict, int]:
+    model, record = restore_fit(run_dir, cfg)
+    x, labels = load_table(cfg.data, cfg.seed)
+    train, test = held_out_split(len(x), cfg.data.test_fraction)
+    test_labels = None if labels is None else labels[test]
+    card = {"kind": record["kind"], "input": {k: v for k, v in record.items() if k != "kind"},
+            "components": cfg.task.components, "task": cfg.task.kind,
+            "metrics_on_test_split": fit_metrics(model, record, x[test], test_labels, cfg.task.components)}  # fmt: skip
+    if isinstance(model, MixtureDensityNetwork):
+        return ExportedMDN(model), card, 1
+    if labels is not None:
+        clusters = np.argmax(component_log_posterior(model(), tf.constant(x[train])).numpy(), -1)
+        card["components_to_labels"] = majority_labels(labels[train], clusters, cfg.task.components)
+    return ExportedMixture(model, record["dims"]), card, 1
+
+
+def _save(module: tf.Module, card: dict, final: Path) -> None:
+    """Write the SavedModel and its card to a temporary directory, then rename it into place."""
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tf.saved_model.save(module, str(tmp), signatures=module.signatures())
+    write_json(tmp / "model_card.json", card)
+    old = final.with_name(f".{final.name}.{os.getpid()}.old")
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def export_run(run_dir: str | Path, checkpoint: str | None = None) -> Path:
+    """Export ``checkpoint`` (default: latest) of ``run_dir`` to ``<run_dir>/export/<step>/``."""
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    if cfg.task.kind == "vae":
+        module, card, step = _vae_export(run_dir, cfg, checkpoint)
+    else:
+        module, card, step = _fit_export(run_dir, cfg)
+    card |= {"trained_by": recorded_commands(run_dir), "signatures": sorted(module.signatures()),
+             "load": "tf.saved_model.load(path); needs TensorFlow only"}  # fmt: skip
+    final = run_dir / "export" / str(step)
+    _save(module, card, final)
+    return final

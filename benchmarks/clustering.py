@@ -31,8 +31,13 @@ def _vaemix_run(name: str, overrides: list[str], run_dir: Path, iwae_samples: in
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run: never resume an earlier benchmark's
     t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "train.py", *overrides, f"hydra.run.dir={run_dir}",
-                           "trainer.progress=false"], cwd=ROOT, env=env, capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "train.py", *overrides, f"hydra.run.dir={run_dir}", "trainer.progress=false"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - t0
     if done.returncode != 0:  # a failed seed is a result too: report it, go on with the others
         reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
@@ -40,14 +45,29 @@ def _vaemix_run(name: str, overrides: list[str], run_dir: Path, iwae_samples: in
         return {"failed": reason, "wall_s": wall}
     metrics = json.loads((run_dir / "metrics.json").read_text())
     if iwae_samples:
-        subprocess.run([sys.executable, "evaluate.py", f"run_dir={run_dir}", f"eval.iwae_samples={iwae_samples}",
-                        "eval.pictures=false"], cwd=ROOT, check=True, env=env, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [
+                sys.executable,
+                "evaluate.py",
+                f"run_dir={run_dir}",
+                f"eval.iwae_samples={iwae_samples}",
+                "eval.pictures=false",
+            ],
+            cwd=ROOT,
+            check=True,
+            env=env,
+            capture_output=True,
+        )
         scored = json.loads((run_dir / "eval" / "metrics.json").read_text())
         metrics |= {k: scored[k] for k in ("iwae_nll", "iwae_cross_entropy") if k in scored}
     metrics["wall_s"] = wall
-    print(f"  {name}: " + "  ".join(f"{k} {metrics[k]:.4f}" for k in (*METRICS, "elbo") if k in metrics)
-          + (f"  iwae_nll {metrics['iwae_nll']:.2f}" if "iwae_nll" in metrics else "") + f"  ({wall:.0f}s)",
-          flush=True)  # fmt: skip
+    print(
+        f"  {name}: "
+        + "  ".join(f"{k} {metrics[k]:.4f}" for k in (*METRICS, "elbo") if k in metrics)
+        + (f"  iwae_nll {metrics['iwae_nll']:.2f}" if "iwae_nll" in metrics else "")
+        + f"  ({wall:.0f}s)",
+        flush=True,
+    )
     return metrics
 
 
@@ -62,9 +82,9 @@ def _baselines(seeds: list[int], data_name: str) -> dict[str, list[dict]]:
     from vaemix.maths.metrics import cluster_accuracy
 
     data = load_images(DataConfig(name=data_name))
-    x = data.train_images.reshape(len(data.train_images), -1) / 255.0
-    xt = data.test_images.reshape(len(data.test_images), -1) / 255.0
-    k = len(np.unique(data.train_labels))
+    x = data.train.values.reshape(len(data.train), -1) / 255.0
+    xt = data.test.values.reshape(len(data.test), -1) / 255.0
+    k = len(np.unique(data.train.labels))
     out: dict[str, list[dict]] = {"kmeans_pixels": [], "gmm_pca50": []}
     for seed in seeds:
         for name in out:
@@ -75,12 +95,14 @@ def _baselines(seeds: list[int], data_name: str) -> dict[str, list[dict]]:
                 pca = PCA(50, random_state=seed).fit(x)
                 gmm = GaussianMixture(k, covariance_type="full", n_init=3, random_state=seed).fit(pca.transform(x))
                 pred = gmm.predict(pca.transform(xt))
-            out[name].append({
-                "cluster_acc": cluster_accuracy(data.test_labels, pred),
-                "nmi": float(normalized_mutual_info_score(data.test_labels, pred)),
-                "ari": float(adjusted_rand_score(data.test_labels, pred)),
-                "wall_s": time.perf_counter() - t0,
-            })  # fmt: skip
+            out[name].append(
+                {
+                    "cluster_acc": cluster_accuracy(data.test.labels, pred),
+                    "nmi": float(normalized_mutual_info_score(data.test.labels, pred)),
+                    "ari": float(adjusted_rand_score(data.test.labels, pred)),
+                    "wall_s": time.perf_counter() - t0,
+                }
+            )
     return out
 
 
@@ -121,20 +143,27 @@ def main() -> None:
     for name, (extra, variant_seeds) in variants.items():
         print(f"{name} on {args.data}:", flush=True)
         rows[name] = [
-            _vaemix_run(f"seed {s}", [f"experiment={args.experiment}", f"data={args.data}", f"seed={s}", *extra],
-                        Path(args.runs) / name.replace("=", "-") / f"seed{s}", args.iwae_samples)
+            _vaemix_run(
+                f"seed {s}",
+                [f"experiment={args.experiment}", f"data={args.data}", f"seed={s}", *extra],
+                Path(args.runs) / name.replace("=", "-") / f"seed{s}",
+                args.iwae_samples,
+            )
             for s in variant_seeds
-        ]  # fmt: skip
+        ]
     rows |= _baselines(seeds, args.data)
     table = {name: _summary(runs) for name, runs in rows.items()}
     print(f"\n{'method':38} {'ACC':>15} {'NMI':>15} {'ARI':>15} {'IWAE NLL':>15} {'wall s':>8}")
     for name, s in table.items():
         iwae = _cell(s, "iwae_nll", 2)
-        print(f"{name:38} {_cell(s, 'cluster_acc'):>15} {_cell(s, 'nmi'):>15} {_cell(s, 'ari'):>15} {iwae:>15} "
-              f"{s['wall_s'][0]:8.0f}" + (f"  ({s['failed'][0]:.0f} failed)" if s["failed"][0] else ""))  # fmt: skip
+        print(
+            f"{name:38} {_cell(s, 'cluster_acc'):>15} {_cell(s, 'nmi'):>15} {_cell(s, 'ari'):>15} {iwae:>15} "
+            f"{s['wall_s'][0]:8.0f}" + (f"  ({s['failed'][0]:.0f} failed)" if s["failed"][0] else "")
+        )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"data": args.data, "seeds": seeds, "summary": table, "runs": rows},
-                                         indent=2) + "\n")  # fmt: skip
+    Path(args.out).write_text(
+        json.dumps({"data": args.data, "seeds": seeds, "summary": table, "runs": rows}, indent=2) + "\n"
+    )
     print(f"wrote {args.out}")
 
 

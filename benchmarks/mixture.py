@@ -67,8 +67,10 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [1000, 10_000] if args.quick else [1000, 10_000, 100_000]
     dims = [2, 10] if args.quick else [2, 10, 50]
-    print(f"{'N':>7} {'D':>3} | {'EM s':>7} {'sk s':>7} {'EM ll':>9} {'sk ll':>9} | "
-          f"{'SVI s':>7} {'skB s':>7} {'SVI ll':>9} {'skB ll':>9}")  # fmt: skip
+    print(
+        f"{'N':>7} {'D':>3} | {'EM s':>7} {'sk s':>7} {'EM ll':>9} {'sk ll':>9} | "
+        f"{'SVI s':>7} {'skB s':>7} {'SVI ll':>9} {'skB ll':>9}"
+    )
     rows = []
     for n in sizes:
         for d in dims:
@@ -78,8 +80,10 @@ def main() -> None:
             svi = f"{r['svi_s']:7.2f} {r['sk_bgmm_s']:7.2f} {r['svi_ll']:9.3f} {r['sk_bgmm_ll']:9.3f}"
             print(f"{n:>7} {d:>3} | {em} | {svi}", flush=True)
     h = hmc()
-    print(f"HMC (N={h['n']}, D=2, K=3, 4 chains x 500 draws): acceptance {h['acceptance_rate']:.2f}, "
-          f"min ESS {h['min_ess']:.0f}, max R-hat {h['max_rhat']:.3f}, {h['ess_per_second']:.1f} ESS/s")  # fmt: skip
+    print(
+        f"HMC (N={h['n']}, D=2, K=3, 4 chains x 500 draws): acceptance {h['acceptance_rate']:.2f}, "
+        f"min ESS {h['min_ess']:.0f}, max R-hat {h['max_rhat']:.3f}, {h['ess_per_second']:.1f} ESS/s"
+    )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"rows": rows, "hmc": h}, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -65,9 +65,10 @@ def _timed(argv: list[str]) -> dict:
 
 def _data(path: Path) -> Path:
     from vaemix.infra.config import DataConfig
-    from vaemix.infra.images import load_split
+    from vaemix.infra.images import load_image_split
 
-    images, labels = load_split(DataConfig(name="mnist5k"), "all")
+    examples = load_image_split(DataConfig(name="mnist5k"), "all")
+    images, labels = examples.values, examples.labels
     np.savez(path, x=np.concatenate([images, images]), y=np.concatenate([labels, labels]))
     return path
 
@@ -83,18 +84,30 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     run_dir = Path(args.run_dir) if args.run_dir else work / "run"
     if not args.run_dir and not (run_dir / "metrics.json").exists():
-        _timed([sys.executable, "train.py", "trainer.pretrain_epochs=2", "trainer.epochs=1",
-                "trainer.progress=false", f"hydra.run.dir={run_dir}"])  # fmt: skip
+        _timed(
+            [
+                sys.executable,
+                "train.py",
+                "trainer.pretrain_epochs=2",
+                "trainer.epochs=1",
+                "trainer.progress=false",
+                f"hydra.run.dir={run_dir}",
+            ]
+        )
     data = _data(work / "mnist10k.npz")
     predict = [sys.executable, "predict.py", f"run_dir={run_dir}", "data=local", f"data.images={data}"]
-    rows = {"predict.py": _timed([*predict, f"predict.out={work / 'p'}"]),
-            f"predict.py iwae_samples={args.iwae_samples}": _timed(
-                [*predict, f"predict.iwae_samples={args.iwae_samples}", f"predict.out={work / 'pi'}"])}  # fmt: skip
+    rows = {
+        "predict.py": _timed([*predict, f"predict.out={work / 'p'}"]),
+        f"predict.py iwae_samples={args.iwae_samples}": _timed(
+            [*predict, f"predict.iwae_samples={args.iwae_samples}", f"predict.out={work / 'pi'}"]
+        ),
+    }
     export = _timed([sys.executable, "export.py", f"run_dir={run_dir}"])
     path = export["stdout"].split("exported to ")[1].split()[0]
     (work / "serve.py").write_text(SERVE)
-    done = subprocess.run([sys.executable, str(work / "serve.py"), path, str(data)], env=ENV, capture_output=True,
-                          text=True, check=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, str(work / "serve.py"), path, str(data)], env=ENV, capture_output=True, text=True, check=True
+    )
     served = json.loads(done.stdout.strip().splitlines()[-1])
     print(f"{'what':38} {'wall s':>8} {'peak RSS MB':>12} {'images/s':>10}")
     for name, r in rows.items():
@@ -102,9 +115,14 @@ def main() -> None:
     print(f"{'export.py':38} {export['wall_s']:8.1f} {export['peak_rss_mb']:12.0f}")
     load = f"(tf.saved_model.load {served['load_s']:.2f} s after a {served['tf_import_s']:.1f} s TF import)"
     print(f"{'exported cluster (batch 500)':38} {'':8} {'':12} {served['images_per_s']:10.0f}   {load}")
-    result = {"machine": f"{os.cpu_count()} cpus", "run_dir": str(run_dir), "images": 10_000,
-              "rows": {k: {x: v for x, v in r.items() if x != "stdout"} for k, r in rows.items()},
-              "export": {x: v for x, v in export.items() if x != "stdout"}, "served": served}  # fmt: skip
+    result = {
+        "machine": f"{os.cpu_count()} cpus",
+        "run_dir": str(run_dir),
+        "images": 10_000,
+        "rows": {k: {x: v for x, v in r.items() if x != "stdout"} for k, r in rows.items()},
+        "export": {x: v for x, v in export.items() if x != "stdout"},
+        "served": served,
+    }
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
 

@@ -42,6 +42,7 @@ def _framework(model: str, jit: str, steps: int, batch: int, experiment: str, pr
     from hydra import compose, initialize_config_dir
 
     from vaemix.apps.loop import Loop
+    from vaemix.apps.resolve import resolve
     from vaemix.apps.state import build_state
     from vaemix.apps.steps import StepOptions, make_schedule, make_train_step
     from vaemix.infra.config import register_schemas
@@ -51,18 +52,24 @@ def _framework(model: str, jit: str, steps: int, batch: int, experiment: str, pr
     from vaemix.infra.validation import to_config
 
     register_schemas()
-    overrides = [f"experiment={experiment}", f"model={model}", f"trainer.jit={jit}", f"trainer.batch_size={batch}",
-                 f"trainer.precision={precision}"]  # fmt: skip
+    overrides = [
+        f"experiment={experiment}",
+        f"model={model}",
+        f"trainer.jit={jit}",
+        f"trainer.batch_size={batch}",
+        f"trainer.precision={precision}",
+    ]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = to_config(compose("config", overrides))
     t = cfg.trainer
     strategy = make_strategy("default")
     data = load_images(cfg.data)
+    cfg = resolve(cfg, data)
     chunk = t.log_every  # train.py runs the steps between two log lines in one call
     calls = -(-steps // chunk)
-    schedule = make_schedule(len(data.train_images), batch, 1, 10_000, (calls + 2) * chunk)  # + compile, warm-up
+    schedule = make_schedule(len(data.train), batch, 1, 10_000, (calls + 2) * chunk)  # + compile, warm-up
     with strategy.scope():
-        state = build_state(cfg, data.image_shape, schedule.steps_per_epoch)
+        state = build_state(cfg, data.shape, schedule.steps_per_epoch)
     xla = use_jit(jit, model)
     options = StepOptions(0, xla, t.kl_samples, contrastive=t.contrastive, temperature=t.temperature)
     train_steps, _ = make_train_step(state.vae, state.updates, strategy, schedule, options)
@@ -269,7 +276,7 @@ def main() -> None:
         "gpus": [
             tf.config.experimental.get_device_details(g).get("device_name", g.name)
             for g in tf.config.list_physical_devices("GPU")
-        ],  # fmt: skip
+        ],
         "precision": args.precision,
         "steps": args.steps,
         "batch": args.batch,

@@ -58,7 +58,7 @@ CASES = [
     _config("prior=mystery", "prior/mystery"),  # unknown group option, with the available ones
     _config("data.binarize=maybe", "data.binarize='maybe' is not allowed; choose one of: none, static, dynamic"),
     _config("prior.covariance=spherical", "choose one of: full, diag"),
-    _config("model.likelihood=poisson", "choose one of: bernoulli, gaussian"),
+    _config("model.likelihood=poisson", "choose one of: auto, bernoulli, gaussian, gaussian_per_feature, logistic"),
     _config("strategy.kind=tpu", "choose one of: default, mirrored, multi_worker"),
     _config("trainer.jit=sometimes", "choose one of: auto, true, false"),
     _config("trainer.precision=float8", "choose one of: float32, mixed_float16, mixed_bfloat16"),
@@ -66,7 +66,7 @@ CASES = [
     _config("data.test_fraction=1.5", "data.test_fraction=1.5 is out of range"),
     _config("data.augment=false", "set data.augment=true"),
     _config("task=gmm", "task=gmm fits tabular data"),
-    _config("data=table", "data=table is tabular; choose a task"),
+    _config("data=table", "data=table needs data.path"),
     _data(["data=local", "data.images={d}/nan.npz"], "NaN or inf pixels"),
     _data(["data=local", "data.images={d}/inf.npz"], "NaN or inf pixels"),
     _data(["data=local", "data.images={d}/strings.npz"], "images must be numeric"),
@@ -84,6 +84,15 @@ CASES = [
     _data(["data=mnist", "data.download=false", "data.data_dir={d}/tfds"], "is not prepared"),
     _data(["trainer.batch_size=5000"], "trainer.batch_size=5000 is larger than the 4000 training examples"),
     _data(["strategy=multi_worker"], "needs the TF_CONFIG environment variable"),
+    _data(["data=table", "data.path={d}/words.csv"], "column 'b' has the non-numeric value 'x' in data row 1"),
+    _data(["data=table", "data.path={d}/missing.csv"], "values are missing (set data.impute=mean or median"),
+    _data(["data=table", "data.path={d}/infinite.csv"], "values are infinite at row 2 column 0"),
+    _data(["data=table", "data.path={d}/tiny.csv"], "the training split has 2 rows for prior.components=3"),
+    _data(["data=table", "data.path={d}/points.csv", "data.label_column=species"],
+          "data.label_column='species' is not a column of"),
+    _data(["data=local", "data.images={d}/folder"], "could not be read as images: broken.png"),
+    Case("predict.py", ("run_dir={table}", "data=table", "data.path={d}/wide.csv"),
+         "does not fit this model: it has 3 features, the model takes 2", train_args=False),
     Case("train.py", ("model.latent_dim=5", "hydra.run.dir={run}"), "was trained with model.latent_dim=2 (now 5)"),
     Case("evaluate.py", ("run_dir={tmp}",), "is not a vaemix run dir", train_args=False),
     Case("evaluate.py", ("run_dir={run}", "checkpoint=ckpt-99"), "no checkpoint 'ckpt-99'", train_args=False),
@@ -122,6 +131,15 @@ def _bad_files(d: Path) -> Path:
     (d / "corrupt.gz").write_bytes(b"\x1f\x8b not really gzip")
     (d / "badmagic").write_bytes(b"\x00\x00\x07\x01" + b"\x00" * 16)
     (d / "text.npz").write_text("not a zip")
+    (d / "words.csv").write_text("a,b\n1,2\n3,x\n" + "5,6\n" * 20)
+    (d / "missing.csv").write_text("a,b\n1,2\n3,\n" + "5,6\n" * 20)
+    (d / "infinite.csv").write_text("a,b\n1,2\n3,4\ninf,6\n" + "5,6\n" * 20)
+    (d / "tiny.csv").write_text("a,b\n1,2\n3,4\n5,7\n")
+    points = np.random.default_rng(0).normal(size=(200, 2))
+    np.savetxt(d / "points.csv", points, delimiter=",", header="a,b", comments="")
+    np.savetxt(d / "wide.csv", np.c_[points, points[:, 0]], delimiter=",", header="a,b,c", comments="")
+    (d / "folder").mkdir()
+    (d / "folder" / "broken.png").write_bytes(b"not a png")
     return d
 
 
@@ -144,13 +162,17 @@ def outcomes(tmp_path_factory, tfds_dir) -> dict:
     files, run_dir = _bad_files(base), base / "existing"
     r = _run(["train.py", *TINY, f"data.data_dir={tfds_dir}", "trainer.max_steps=2", f"hydra.run.dir={run_dir}"])
     assert r.returncode == 0, r.stderr[-2000:]
+    table = base / "table"
+    r = _run(["train.py", *TINY, "data=table", f"data.path={files / 'points.csv'}", "trainer.max_steps=2",
+              f"hydra.run.dir={table}"])  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
     before, jobs = _snapshot(run_dir), {}
     for i, case in enumerate(CASES):
         tmp, copy = base / f"tmp{i}", base / f"copy{i}"
         tmp.mkdir()
         if case.setup:
             _damaged_copy(run_dir, copy, case.setup)
-        args = [a.format(d=files, tmp=tmp, run=run_dir, copy=copy) for a in case.args]
+        args = [a.format(d=files, tmp=tmp, run=run_dir, copy=copy, table=table) for a in case.args]
         extra = [*TINY, f"data.data_dir={tfds_dir}"] if case.train_args else []
         jobs[case.id] = ([case.script, *extra, *args], tmp)
     with ThreadPoolExecutor(2) as pool:

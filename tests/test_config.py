@@ -11,7 +11,8 @@ from vaemix.errors import VaemixError
 def test_defaults_are_the_clustering_recipe_on_embedded_mnist5k():
     cfg = compose_config()
     assert cfg.data.name == "mnist5k" and cfg.model.architecture == "mlp"
-    assert cfg.model.hidden == [500, 500, 2000] and cfg.model.latent_dim == 10
+    # Widths and likelihood follow the data (vaemix.apps.resolve): VaDE's 500-500-2000 and Bernoulli for images.
+    assert cfg.model.hidden is None and cfg.model.likelihood == "auto" and cfg.model.latent_dim is None
     assert cfg.prior.kind == "gmm" and cfg.prior.components == 10 and cfg.prior.covariance == "full"
     assert cfg.strategy.kind == "default" and cfg.trainer.kl_samples == 1
     assert cfg.prior.init == "gmm" and cfg.trainer.pretrain_epochs > 0 and cfg.data.augment
@@ -54,7 +55,7 @@ def test_groups_and_overrides_compose():
         ("model.hidden=[16,0]", r"model.hidden\[1\]=0 is out of range"),
         ("data.test_fraction=1.5", "data.test_fraction=1.5 is out of range"),
         ("task=gmm", "task=gmm fits tabular data; use data=blobs or data=table"),
-        ("data=blobs", "data=blobs is tabular; choose a task"),
+        ("data=blobs", "data=blobs generates points for the toolkit; choose a task"),
         ("task.kind=kmeans", "task.kind='kmeans' is not allowed"),
         ("trainer.jit=sometimes", "trainer.jit='sometimes' is not allowed; choose one of: auto, true, false"),
         ("data.augment=false", "set data.augment=true"),

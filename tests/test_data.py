@@ -9,8 +9,11 @@ import tensorflow_datasets as tfds
 
 from vaemix.errors import VaemixError
 from vaemix.infra.config import DataConfig
+from vaemix.infra.examples import Examples, Preprocessing
 from vaemix.infra.images import load_images, to_uint8_images
 from vaemix.infra.pipeline import index_batches, steps_per_epoch, train_dataset
+
+IMAGES = Preprocessing("images")
 
 
 def _write_idx(path, array: np.ndarray) -> None:
@@ -22,18 +25,18 @@ def _write_idx(path, array: np.ndarray) -> None:
 
 def test_mnist5k_is_the_embedded_split(tfds_dir):
     data = load_images(DataConfig(name="mnist5k", data_dir=tfds_dir))
-    assert data.train_images.shape == (4000, 28, 28, 1) and data.test_images.shape == (1000, 28, 28, 1)
-    assert data.train_images.dtype == np.uint8 and data.train_images.max() == 255
-    assert np.bincount(data.train_labels).tolist() == [400] * 10
-    assert np.bincount(data.test_labels).tolist() == [100] * 10
+    assert data.train.values.shape == (4000, 28, 28, 1) and data.test.values.shape == (1000, 28, 28, 1)
+    assert data.train.values.dtype == np.uint8 and data.train.values.max() == 255
+    assert np.bincount(data.train.labels).tolist() == [400] * 10
+    assert np.bincount(data.test.labels).tolist() == [100] * 10
     again = load_images(DataConfig(name="mnist5k", data_dir=tfds_dir))
-    np.testing.assert_array_equal(data.test_images, again.test_images)
+    np.testing.assert_array_equal(data.test.values, again.test.values)
 
 
 def test_tfds_name_goes_through_tfds(tmp_path):
     with tfds.testing.mock_data(num_examples=12):
         data = load_images(DataConfig(name="mnist", data_dir=str(tmp_path)))
-    assert data.train_images.shape == (12, 28, 28, 1) and data.train_labels.shape == (12,)
+    assert data.train.values.shape == (12, 28, 28, 1) and data.train.labels.shape == (12,)
 
 
 def test_unknown_tfds_name_fails_fast_with_a_clear_message(tmp_path):
@@ -54,10 +57,10 @@ def test_local_idx_round_trip_with_held_out_fraction(tmp_path):
     data = load_images(
         DataConfig(name="local", images=str(tmp_path / "img.gz"), labels=str(tmp_path / "lbl"), test_fraction=0.25)
     )
-    assert data.train_images.shape == (15, 4, 3, 1) and data.test_images.shape == (5, 4, 3, 1)
+    assert data.train.values.shape == (15, 4, 3, 1) and data.test.values.shape == (5, 4, 3, 1)
     pairs = {(im.tobytes(), lb) for im, lb in zip(x.astype(np.uint8), y, strict=True)}
-    got = {(im[..., 0].tobytes(), lb) for im, lb in zip(data.train_images, data.train_labels, strict=True)}
-    got |= {(im[..., 0].tobytes(), lb) for im, lb in zip(data.test_images, data.test_labels, strict=True)}
+    got = {(im[..., 0].tobytes(), lb) for im, lb in zip(data.train.values, data.train.labels, strict=True)}
+    got |= {(im[..., 0].tobytes(), lb) for im, lb in zip(data.test.values, data.test.labels, strict=True)}
     assert got == pairs  # every image kept with its own label
 
 
@@ -65,8 +68,8 @@ def test_local_npz_with_unit_floats_and_labels(tmp_path):
     x = np.linspace(0, 1, 10 * 2 * 2 * 3).reshape(10, 2, 2, 3).astype(np.float32)
     np.savez(tmp_path / "d.npz", x=x, y=np.arange(10))
     data = load_images(DataConfig(name="local", images=str(tmp_path / "d.npz"), test_fraction=0.2))
-    assert data.image_shape == (2, 2, 3) and data.train_labels is not None
-    assert data.train_images.max() <= 255 and data.test_images.dtype == np.uint8
+    assert data.shape == (2, 2, 3) and data.train.labels is not None
+    assert data.train.values.max() <= 255 and data.test.values.dtype == np.uint8
 
 
 @pytest.mark.parametrize(
@@ -94,8 +97,8 @@ def test_missing_and_corrupt_local_files(tmp_path):
 def test_static_binarisation_is_binary_and_seeded(tfds_dir):
     a = load_images(DataConfig(name="mnist5k", data_dir=tfds_dir, binarize="static"), seed=1)
     b = load_images(DataConfig(name="mnist5k", data_dir=tfds_dir, binarize="static"), seed=1)
-    assert set(np.unique(a.train_images)) == {0, 255}
-    np.testing.assert_array_equal(a.train_images, b.train_images)
+    assert set(np.unique(a.train.values)) == {0, 255}
+    np.testing.assert_array_equal(a.train.values, b.train.values)
 
 
 def test_each_epoch_visits_every_full_batch_once_in_a_seeded_order():
@@ -127,7 +130,10 @@ def test_dynamic_binarisation_depends_on_the_counter_only():
     batches = np.array([[0, 1], [2, 3]], np.int32)
 
     def run(counters: np.ndarray, threads: int | None = None) -> list[np.ndarray]:
-        return [x.numpy() for _, x in train_dataset(images, batches, counters, "dynamic", 5, threads=threads)]
+        return [
+            x.numpy()
+            for _, x in train_dataset(Examples(images, IMAGES), batches, counters, "dynamic", 5, threads=threads)
+        ]
 
     first, again = run(np.array([7, 8])), run(np.array([7, 8]), threads=1)  # nor on the pipeline's threads
     assert set(np.unique(first[0])) <= {0.0, 1.0}
@@ -138,9 +144,13 @@ def test_dynamic_binarisation_depends_on_the_counter_only():
 def test_augmented_views_differ_and_targets_stay_clean():
     images = np.random.default_rng(0).integers(0, 256, size=(4, 12, 12, 1), dtype=np.uint8)
     augment = dict(max_shift=0.2, max_rotation=20.0, max_zoom=0.1)
-    ds = train_dataset(images, np.array([[0, 1, 2, 3]], np.int32), np.array([0]), "none", 1, augment, views=2)
+    ds = train_dataset(
+        Examples(images, IMAGES), np.array([[0, 1, 2, 3]], np.int32), np.array([0]), "none", 1, augment, views=2
+    )
     (a, b), x = next(iter(ds))
     np.testing.assert_allclose(x.numpy(), images / 255.0, atol=1e-6)
     assert a.shape == b.shape == x.shape and np.abs(a.numpy() - b.numpy()).mean() > 0.02
-    (same,), _ = next(iter(train_dataset(images, np.array([[0, 1, 2, 3]], np.int32), np.array([0]), "none", 1)))
+    (same,), _ = next(
+        iter(train_dataset(Examples(images, IMAGES), np.array([[0, 1, 2, 3]], np.int32), np.array([0]), "none", 1))
+    )
     np.testing.assert_array_equal(same.numpy(), x.numpy())

@@ -88,8 +88,8 @@ def test_a_vae_export_needs_only_tensorflow_and_matches_the_model(vae_run, tmp_p
     assert np.max(np.abs(out["cluster:latent_mean"] - mean.numpy())) <= 1e-5
     np.testing.assert_array_equal(out["cluster:cluster"], np.argmax(probs, 1))
     assert np.max(np.abs(out["cluster_float:probabilities"] - out["cluster:probabilities"])) <= 1e-6  # uint8 = float
-    np.testing.assert_allclose(out["reconstruct:images"], vae.decoder(mean).mean().numpy(), atol=1e-5)
-    assert out["sample:images"].shape == (4, 28, 28, 1) and set(np.unique(out["sample:images"])) <= {0.0, 1.0}
+    np.testing.assert_allclose(out["reconstruct:reconstruction"], vae.decoder(mean).mean().numpy(), atol=1e-5)
+    assert out["sample:samples"].shape == (4, 28, 28, 1) and set(np.unique(out["sample:samples"])) <= {0.0, 1.0}
     assert out["encode:scale_tril"].shape == (9, 2, 2) and out["bernoulli_score:bernoulli_score"].shape == (3,)
 
 

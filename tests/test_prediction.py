@@ -62,7 +62,7 @@ def test_block_by_block_equals_one_block(run_dir, tmp_path):
 
 
 def test_a_local_file_is_read_whole_in_its_order_without_labels(run_dir, tfds_dir, tmp_path):
-    images = load_images(DataConfig(name="mnist5k", data_dir=tfds_dir)).test_images[:30]
+    images = load_images(DataConfig(name="mnist5k", data_dir=tfds_dir)).test.values[:30]
     np.savez(tmp_path / "new_images.npz", x=images)
     result = predict_run(run_dir, data=DataConfig(name="local", images=str(tmp_path / "new_images.npz")))
     assert result["num_examples"] == 30 and "cluster_acc" not in result
@@ -88,7 +88,7 @@ def test_the_naming_rule():
 
 def test_images_of_another_shape_are_a_clear_error(run_dir, tmp_path):
     np.savez(tmp_path / "small.npz", x=np.zeros((10, 8, 8), np.uint8))
-    with pytest.raises(VaemixError, match=r"shape \(8, 8, 1\) do not fit this model, trained on .*\(28, 28, 1\)"):
+    with pytest.raises(VaemixError, match=r"does not fit this model: .*shape \(8, 8, 1\), .* \(28, 28, 1\)"):
         predict_run(run_dir, data=DataConfig(name="local", images=str(tmp_path / "small.npz")))
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import ROOT, compose_config
 
@@ -77,8 +78,24 @@ def _placeholder_files(d: Path) -> dict[str, str]:
     points = np.concatenate([rng.normal(size=(150, 2)), rng.normal(size=(150, 2)) + 5])
     np.savetxt(d / "points.csv", points, delimiter=",", header="a,b", comments="")
     np.savetxt(d / "pairs.csv", np.c_[points, points[:, :1] ** 2], delimiter=",")
-    return {"idx_images": str(d / "images.gz"), "idx_labels": str(d / "labels.gz"), "npz": str(d / "mydata.npz"),
-            "points": str(d / "points.csv"), "pairs": str(d / "pairs.csv")}  # fmt: skip
+    np.savetxt(d / "features.csv", points, delimiter=",", header="a,b", comments="")
+    (d / "plants.csv").write_text("a,b,site,species\n" + "".join(
+        f"{p[0]:.3f},{p[1]:.3f},{'north' if i % 3 else 'south'},s{i % 2}\n" for i, p in enumerate(points)))  # fmt: skip
+    np.save(d / "embeddings.npy", np.tile(points, (1, 4)).astype(np.float32))
+    np.savez(d / "colour.npz", x=rng.integers(0, 256, size=(80, 12, 10, 3), dtype=np.uint8))
+    for i, image in enumerate(images[:40]):
+        folder = d / "photos" / f"class{labels[i]}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image.astype(np.uint8)).resize((20 + i % 2, 20)).save(folder / f"{i}.png")
+    named = {name: str(d / name) for name in ("features.csv", "plants.csv", "embeddings.npy", "colour.npz")}
+    return named | {
+        "idx_images": str(d / "images.gz"),
+        "idx_labels": str(d / "labels.gz"),
+        "npz": str(d / "mydata.npz"),
+        "points": str(d / "points.csv"),
+        "pairs": str(d / "pairs.csv"),
+        "photos/": str(d / "photos"),
+    }
 
 
 def fill(args: list[str], files: dict[str, str], run_dir: str, scratch: Path) -> list[str]:
@@ -92,6 +109,8 @@ def fill(args: list[str], files: dict[str, str], run_dir: str, scratch: Path) ->
             value = "ckpt-2"  # what the tiny run saved last
         elif key == "hydra.run.dir":
             value = str(scratch / value.strip("/"))
+        elif value in files:  # a file the README names by its own name
+            value = files[value]
         elif key in ("data.images", "data.labels", "data.test_images"):
             value = files["idx_labels"] if key == "data.labels" else files["idx_images"]
             value = files["npz"] if arg.endswith(".npz") else value
@@ -119,11 +138,11 @@ def tiny(script: str, args: list[str]) -> list[str]:
         "model.latent_dim=2",
         "prior.components=3",
         "prior.init_restarts=2",
-        "trainer.batch_size=48",
+        "trainer.batch_size=16",
         "trainer.max_steps=2",
         "trainer.progress=false",
         "trainer.jit=false",
-    ]  # fmt: skip  (XLA has tests of its own)
+    ]  # trainer.jit=false: XLA has tests of its own
     if cfg.trainer.pretrain_epochs:
         out.append("trainer.pretrain_epochs=1")
     return out

@@ -145,6 +145,7 @@ def test_mixed_float16_scales_the_loss_and_checkpoints_the_scale(tiny_config, tm
 
 def test_float16_overflow_skips_the_network_step_and_halves_the_scale(tiny_config):
     from vaemix.apps.loop import Loop
+    from vaemix.apps.resolve import resolve
     from vaemix.apps.state import build_state
     from vaemix.apps.steps import StepOptions, make_schedule, make_train_step
     from vaemix.infra.images import load_images
@@ -153,8 +154,9 @@ def test_float16_overflow_skips_the_network_step_and_halves_the_scale(tiny_confi
 
     cfg = tiny_config("trainer.precision=mixed_float16")
     data = load_images(cfg.data)
-    schedule = make_schedule(len(data.train_images), 50, 1, 1, 1)
-    state = build_state(cfg, data.image_shape, schedule.steps_per_epoch)
+    cfg = resolve(cfg, data)
+    schedule = make_schedule(len(data.train), 50, 1, 1, 1)
+    state = build_state(cfg, data.shape, schedule.steps_per_epoch)
     vae = state.vae
     dense = [layer for layer in vae.encoder.layers if isinstance(layer, keras.layers.Dense)]
     assert [layer.compute_dtype for layer in dense] == ["float16", "float32"]  # hidden | head

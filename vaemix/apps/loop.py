@@ -19,7 +19,7 @@ from vaemix.apps.steps import Schedule
 from vaemix.errors import Preempted
 from vaemix.infra.checkpoints import Checkpoints
 from vaemix.infra.config import Config
-from vaemix.infra.images import ImageData
+from vaemix.infra.examples import Dataset
 from vaemix.infra.pipeline import index_batches, train_dataset
 from vaemix.infra.summaries import Summaries
 
@@ -64,16 +64,18 @@ class Loop:
     """What both phases share: the strategy, the data, where to report."""
 
     strategy: tf.distribute.Strategy
-    data: ImageData
+    data: Dataset
     cfg: Config
     chief: bool
     summaries: Summaries
 
     def batches(self, schedule: Schedule, start: int, seed: int, views: int = 1):
         """Iterator over the distributed ``(inputs, targets)`` batches of steps ``[start, total)``."""
-        d = self.cfg.data
-        n = len(self.data.train_images)
-        augment = dict(max_shift=d.max_shift, max_rotation=d.max_rotation, max_zoom=d.max_zoom) if d.augment else None
+        d, n = self.cfg.data, len(self.data.train)
+        if self.data.kind == "images":
+            augment = dict(max_shift=d.max_shift, max_rotation=d.max_rotation, max_zoom=d.max_zoom)
+        else:
+            augment = dict(corrupt_fraction=d.corrupt_fraction, corrupt_noise=d.corrupt_noise)
         # On a CPU the pipeline's threads take cores from the step; one thread stays ahead of it.
         threads = None if tf.config.list_physical_devices("GPU") else 1
 
@@ -83,7 +85,9 @@ class Loop:
             rows, counters = index_batches(
                 n, schedule.global_batch, seed, start, schedule.total_steps, schedule.replicas, mine
             )
-            return train_dataset(self.data.train_images, rows, counters, d.binarize, seed, augment, views, threads)
+            return train_dataset(
+                self.data.train, rows, counters, d.binarize, seed, augment if d.augment else None, views, threads
+            )
 
         return iter(self.strategy.distribute_datasets_from_function(pipeline))
 

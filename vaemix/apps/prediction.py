@@ -17,14 +17,15 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from vaemix.apps.restore import restore_run
+from vaemix.apps.restore import restore_run, run_record
 from vaemix.apps.scoring import iwae_log_likelihoods
 from vaemix.apps.toolkit import restore_fit
 from vaemix.errors import VaemixError
 from vaemix.infra.atomic import open_atomic
 from vaemix.infra.config import Config, DataConfig, PredictOptions
-from vaemix.infra.images import load_split
-from vaemix.infra.rundir import load_run_config, read_data_record
+from vaemix.infra.datasets import load_examples
+from vaemix.infra.examples import Examples
+from vaemix.infra.rundir import load_run_config
 from vaemix.infra.tables import load_table
 from vaemix.infra.validation import check_data
 from vaemix.maths.likelihoods import score_name
@@ -46,19 +47,19 @@ class Block:
     score: np.ndarray | None  # [B]  log p(x) (or a score, see score_name), log p(y|x) for the MDN
 
 
-def _vae_blocks(vae: VAE, images: np.ndarray, options: PredictOptions) -> Iterator[Block]:
-    prior = vae.prior()
-    for start in range(0, len(images), options.batch_size):
-        block = images[start : start + options.batch_size]
-        mean = vae.encoder(tf.constant(block, tf.float32) / 255.0).mean()  # [B, D]
+def _vae_blocks(vae: VAE, examples: Examples, options: PredictOptions) -> Iterator[Block]:
+    prior, size = vae.prior(), options.batch_size
+    for i, x in enumerate(examples.batches(size)):
+        mean = vae.encoder(tf.constant(x)).mean()  # [B, D]
         if isinstance(vae.prior, MixturePrior):
             probs = tf.exp(component_log_posterior(prior, mean)).numpy()
         else:  # N(0, I): one component
-            probs = np.ones([len(block), 1], np.float32)
+            probs = np.ones([len(x), 1], np.float32)
         score = None
         if options.iwae_samples:
-            score = iwae_log_likelihoods(vae, block, options.iwae_samples, options.seed, first_row=start)
-        yield Block(start, probs, mean.numpy(), score)
+            block = examples.subset(np.arange(i * size, i * size + len(x)))
+            score = iwae_log_likelihoods(vae, block, options.iwae_samples, options.seed, first_row=i * size)
+        yield Block(i * size, probs, mean.numpy(), score)
 
 
 def _fit_blocks(model, record: dict, rows: np.ndarray, options: PredictOptions) -> Iterator[Block]:
@@ -113,21 +114,15 @@ def _output(run_dir: Path, data: DataConfig, split: str, out: str | None) -> Pat
     return run_dir / "predictions" / (name if split == "all" else f"{name}-{split}")
 
 
-def _predict_images(run_dir: Path, cfg: Config, data: DataConfig, checkpoint: str | None, options: PredictOptions):
-    """``(blocks, labels, score name, N)`` for an image model."""
+def _predict_vae(run_dir: Path, cfg: Config, data: DataConfig, checkpoint: str | None, options: PredictOptions):
+    """``(blocks, labels, score name, N)`` for a VAE, on images or on a table's rows."""
     check_data(data)
-    record = read_data_record(run_dir)
-    images, labels = load_split(data, options.split, cfg.seed)
-    if tuple(images.shape[1:]) != tuple(record["shape"]):
-        raise VaemixError(
-            f"images of shape {tuple(images.shape[1:])} do not fit this model, trained on images of shape "
-            f"{tuple(record['shape'])}"
-        )
+    record = run_record(run_dir, cfg)
+    examples = load_examples(data, options.split, record, cfg.seed)
     _, vae, path, step = restore_run(run_dir, tuple(record["shape"]), checkpoint)
-    log.info("predicting with %s (step %d) on %d images", Path(path).name, step, len(images))
-    binary = bool(np.all((images == 0) | (images == 255)))
-    score = score_name(cfg.model.likelihood, binary) if options.iwae_samples else None
-    return _vae_blocks(vae, images, options), labels, score, len(images)
+    log.info("predicting with %s (step %d) on %d examples", Path(path).name, step, len(examples))
+    score = score_name(cfg.model.likelihood, examples.binary()) if options.iwae_samples else None
+    return _vae_blocks(vae, examples, options), examples.labels, score, len(examples)
 
 
 def _predict_table(run_dir: Path, cfg: Config, data: DataConfig, options: PredictOptions):
@@ -149,7 +144,7 @@ def predict_run(
     data = data or cfg.data
     out = _output(run_dir, data, options.split, options.out)
     if cfg.task.kind == "vae":
-        blocks, labels, score, n = _predict_images(run_dir, cfg, data, checkpoint, options)
+        blocks, labels, score, n = _predict_vae(run_dir, cfg, data, checkpoint, options)
     else:
         blocks, labels, score, n = _predict_table(run_dir, cfg, data, options)
     arrays = _write(blocks, labels, out, score, n)

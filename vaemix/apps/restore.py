@@ -8,7 +8,8 @@ from vaemix.apps.state import build_state
 from vaemix.errors import VaemixError
 from vaemix.infra.checkpoints import Checkpoints
 from vaemix.infra.config import Config
-from vaemix.infra.rundir import load_run_config
+from vaemix.infra.datasets import load_dataset
+from vaemix.infra.rundir import load_run_config, read_data_record
 from vaemix.maths.vae import VAE
 
 
@@ -32,3 +33,8 @@ def restore_run(
         raise VaemixError(f"{run_dir} has no checkpoint yet")
     ckpts.restore(path)
     return cfg, state.vae, path, int(state.optimizer.iterations.numpy())
+
+
+def run_record(run_dir: str | Path, cfg: Config) -> dict:
+    """The run's ``data.json``; for a run from before it was written, what its training data say."""
+    return read_data_record(run_dir, missing_ok=True) or load_dataset(cfg.data, cfg.seed)[1]

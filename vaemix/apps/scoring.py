@@ -1,4 +1,4 @@
-"""What a trained model says about images: held-out ELBO, the importance-weighted bound, latent means and
+"""What a trained model says about examples: held-out ELBO, the importance-weighted bound, latent means and
 the model's own clusters. Training reports these every epoch; evaluation and prediction at the end."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
-from vaemix.infra.pipeline import eval_dataset
+from vaemix.infra.examples import Examples
 from vaemix.maths.metrics import clustering_metrics
 from vaemix.maths.objectives import elbo, iwae_bound, latent_noise
 from vaemix.maths.priors import MixturePrior, most_probable_component
@@ -18,8 +18,8 @@ from vaemix.maths.vae import VAE
 EVAL_BATCH = 500
 
 
-def elbo_evaluator(vae: VAE, seed: int, num_samples: int = 1) -> Callable[[np.ndarray], dict[str, float]]:
-    """``images -> {elbo, reconstruction, kl}``, means in nats per example. The noise of batch ``i``
+def elbo_evaluator(vae: VAE, seed: int, num_samples: int = 1) -> Callable[[Examples], dict[str, float]]:
+    """``examples -> {elbo, reconstruction, kl}``, means in nats per example. The noise of batch ``i``
     comes from the stateless seed ``(seed, i)``, so the same weights always give the same numbers."""
 
     @tf.function(reduce_retracing=True)
@@ -28,26 +28,31 @@ def elbo_evaluator(vae: VAE, seed: int, num_samples: int = 1) -> Callable[[np.nd
         t = elbo(vae, x, noise)
         return tf.stack([tf.reduce_sum(t.elbo), tf.reduce_sum(t.distortion), tf.reduce_sum(t.rate)])
 
-    def evaluate(images: np.ndarray) -> dict[str, float]:
+    def evaluate(examples: Examples) -> dict[str, float]:
         sums = np.zeros(3)
-        for i, x in enumerate(eval_dataset(images, EVAL_BATCH)):
-            sums += batch_sums(x, tf.constant(i, tf.int64)).numpy()
-        elbo_mean, rec, kl = sums / len(images)
+        for i, x in enumerate(examples.batches(EVAL_BATCH)):
+            sums += batch_sums(tf.constant(x), tf.constant(i, tf.int64)).numpy()
+        elbo_mean, rec, kl = sums / len(examples)
         return {"elbo": elbo_mean, "reconstruction": rec, "kl": kl}
 
     return evaluate
 
 
 def iwae_log_likelihoods(
-    vae: VAE, images: np.ndarray, num_samples: int, seed: int = 0, first_row: int = 0, batch: int = 10,
+    vae: VAE,
+    examples: Examples,
+    num_samples: int,
+    seed: int = 0,
+    first_row: int = 0,
+    batch: int = 10,
     chunk: int = 500,
-) -> np.ndarray:  # fmt: skip
+) -> np.ndarray:
     """Per-example importance-weighted estimates of ``log p(x)`` with ``num_samples`` samples from q(z|x),
     ``[N]`` (a log-likelihood only where :func:`~vaemix.maths.likelihoods.is_normalised` says so).
 
     Samples are drawn ``chunk`` at a time for ``batch`` examples, so memory stays at about
     ``batch * chunk`` decoder outputs whatever ``num_samples`` is. The noise of an example depends on its
-    row in the whole data, ``first_row`` plus its row in ``images`` (a multiple of ``batch``), so the
+    row in the whole data, ``first_row`` plus its row in ``examples`` (a multiple of ``batch``), so the
     estimates of a file computed block by block equal those of one call.
     """
     chunk = min(chunk, num_samples)
@@ -60,7 +65,8 @@ def iwae_log_likelihoods(
         return elbo(vae, x, noise).log_weights  # [chunk, B]
 
     out, counter = [], first_row // batch * -(-num_samples // chunk)
-    for x in eval_dataset(images, batch):
+    for x in examples.batches(batch):
+        x = tf.constant(x)
         chunks = []
         for _ in range(-(-num_samples // chunk)):
             chunks.append(log_weights(x, tf.constant(counter, tf.int64)))
@@ -69,22 +75,21 @@ def iwae_log_likelihoods(
     return np.concatenate(out).astype(np.float64)
 
 
-def iwae_nll(vae: VAE, images: np.ndarray, num_samples: int, seed: int = 0) -> float:
+def iwae_nll(vae: VAE, examples: Examples, num_samples: int, seed: int = 0) -> float:
     """Mean ``-log p(x)`` by :func:`iwae_log_likelihoods`."""
-    return -float(np.mean(iwae_log_likelihoods(vae, images, num_samples, seed)))
+    return -float(np.mean(iwae_log_likelihoods(vae, examples, num_samples, seed)))
 
 
-def latent_means(vae: VAE, images: np.ndarray) -> np.ndarray:
+def latent_means(vae: VAE, examples: Examples) -> np.ndarray:
     """Encoder means ``[N, D]``."""
-    return np.concatenate([vae.encoder(x).mean().numpy() for x in eval_dataset(images, EVAL_BATCH)])
+    return np.concatenate([vae.encoder(tf.constant(x)).mean().numpy() for x in examples.batches(EVAL_BATCH)])
 
 
-def model_report(
-    vae: VAE, images: np.ndarray, labels: np.ndarray | None
-) -> tuple[dict[str, float], np.ndarray, np.ndarray | None]:
-    """Clustering metrics of the model's own assignments, with the latent means and the clusters."""
-    z = latent_means(vae, images)
+def model_report(vae: VAE, examples: Examples) -> tuple[dict[str, float], np.ndarray, np.ndarray | None]:
+    """Clustering metrics of the model's own assignments (against the examples' labels, when known), with
+    the latent means and the clusters."""
+    z = latent_means(vae, examples)
     if not isinstance(vae.prior, MixturePrior):
         return {}, z, None
     clusters = most_probable_component(vae.prior(), z)
-    return clustering_metrics(labels, clusters, vae.prior.components), z, clusters
+    return clustering_metrics(examples.labels, clusters, vae.prior.components), z, clusters

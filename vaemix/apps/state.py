@@ -14,14 +14,17 @@ from vaemix.maths.priors import build_prior
 from vaemix.maths.vae import VAE
 
 
-def build_vae(image_shape: tuple[int, ...], model: ModelConfig, prior: PriorConfig, seed: int = 0) -> VAE:
-    """Networks and prior for images of ``image_shape`` (``[H, W, C]``); weights seeded by ``seed``."""
+def build_vae(shape: tuple[int, ...], model: ModelConfig, prior: PriorConfig, seed: int = 0) -> VAE:
+    """Networks and prior for examples of ``shape`` (``[H, W, C]`` or ``[F]``); weights seeded by ``seed``.
+    ``model`` must be resolved (:func:`vaemix.apps.resolve.resolve`): no ``auto`` likelihood, widths set."""
+    if model.likelihood == "auto" or model.hidden is None:
+        raise ValueError("build_vae needs a resolved model config (see vaemix.apps.resolve.resolve)")
     keras.utils.set_random_seed(seed)  # Keras initialisers draw from the global seeds
     arch = dict(
         architecture=model.architecture, hidden=model.hidden, filters=model.filters, conv_dense=model.conv_dense
     )
-    encoder = build_encoder(image_shape, model.latent_dim, sphere_radius=model.sphere_radius, **arch)
-    decoder = build_decoder(image_shape, model.latent_dim, likelihood=model.likelihood, **arch)
+    encoder = build_encoder(shape, model.latent_dim, sphere_radius=model.sphere_radius, **arch)
+    decoder = build_decoder(shape, model.latent_dim, likelihood=model.likelihood, **arch)
     return VAE(encoder, decoder, build_prior(prior.kind, model.latent_dim, prior.components, prior.covariance, seed))
 
 
@@ -52,20 +55,20 @@ class State:
     pre_optimizer: keras.optimizers.Optimizer
 
 
-def _built_vae(cfg: Config, image_shape: tuple[int, ...]) -> VAE:
+def _built_vae(cfg: Config, shape: tuple[int, ...]) -> VAE:
     """The VAE with the hidden layers in ``trainer.precision`` (the policy is read when layers are built)."""
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(cfg.trainer.precision)
     try:
-        return build_vae(image_shape, cfg.model, cfg.prior, cfg.seed)
+        return build_vae(shape, cfg.model, cfg.prior, cfg.seed)
     finally:
         keras.mixed_precision.set_global_policy(previous)
 
 
-def build_state(cfg: Config, image_shape: tuple[int, ...], steps_per_epoch: int) -> State:
+def build_state(cfg: Config, shape: tuple[int, ...], steps_per_epoch: int) -> State:
     """Model and optimizers (slots built, so checkpoints restore at once); call in ``strategy.scope()``."""
     t = cfg.trainer
-    vae = _built_vae(cfg, image_shape)
+    vae = _built_vae(cfg, shape)
     decay_steps = t.lr_decay_epochs * steps_per_epoch
     jit, scaled = use_jit(t.jit, cfg.model.architecture).update, t.precision == "mixed_float16"
     optimizer = _adam(_decayed(t.lr, t.lr_decay, decay_steps), jit, scaled)  # the networks' (float16 layers)

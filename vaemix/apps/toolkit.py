@@ -60,8 +60,11 @@ def _fit(task: TaskConfig, model, record: dict, x: np.ndarray, seed: int) -> dic
         model.assign(gmm.distribution)
         return {"bic": gmm.bic(x), "n_iter": gmm.n_iter_, "converged": bool(gmm.converged_)}
     method = task.kind.removeprefix("bgmm_")
-    options = {"epochs": task.epochs} if method == "svi" else {
-        "num_results": task.num_results, "num_burnin": task.num_burnin, "chains": task.chains}  # fmt: skip
+    options = (
+        {"epochs": task.epochs}
+        if method == "svi"
+        else {"num_results": task.num_results, "num_burnin": task.num_burnin, "chains": task.chains}
+    )
     bgmm = BayesianGaussianMixture(task.components, seed=seed).fit(x, method, **options)
     model.assign(bgmm.distribution)
     return dict(bgmm.posterior.diagnostics)

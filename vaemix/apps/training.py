@@ -14,24 +14,27 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 
 from vaemix.apps.loop import Loop, Phase
+from vaemix.apps.resolve import resolve
 from vaemix.apps.scoring import elbo_evaluator, latent_means, model_report
 from vaemix.apps.state import State, build_state
 from vaemix.apps.steps import Schedule, StepOptions, make_schedule, make_train_step, use_jit
 from vaemix.infra.atomic import write_json
 from vaemix.infra.checkpoints import Checkpoints
 from vaemix.infra.config import Config
-from vaemix.infra.images import ImageData, load_images
+from vaemix.infra.datasets import load_dataset
+from vaemix.infra.examples import Dataset, Examples
 from vaemix.infra.pictures import all_pictures
-from vaemix.infra.rundir import check_run_config, record_command, write_data_record
+from vaemix.infra.rundir import RUN_CONFIG, check_run_config, read_data_record, record_command, write_data_record
 from vaemix.infra.strategies import is_chief, make_strategy
 from vaemix.infra.summaries import Summaries, hparam_values, prior_scalars
 from vaemix.maths.networks import reset_encoder_scale
 from vaemix.maths.prior_init import fit_prior
 from vaemix.maths.priors import MixturePrior
-from vaemix.maths.streams import AUGMENTATION_VIEWS, PRETRAIN_OFFSET
+from vaemix.maths.streams import AUGMENTATION_VIEWS, PRETRAIN_OFFSET, Stream
 from vaemix.maths.vae import VAE
 
 log = logging.getLogger("vaemix")
@@ -39,27 +42,31 @@ log = logging.getLogger("vaemix")
 _START_SCALE = 0.1  # q(z|x)'s standard deviation when the ELBO phase starts from pretrained networks
 
 
-def training_pictures(vae: VAE, data: ImageData, seed: int, n: int = 1000) -> dict:
-    """Pictures of the model on (up to ``n``) test images, for TensorBoard while training."""
-    images, labels = data.test_images[:n], None if data.test_labels is None else data.test_labels[:n]
-    _, z, clusters = model_report(vae, images, labels)
-    return all_pictures(vae, images[:32].astype("float32") / 255.0, z, clusters, labels, seed)
+PRIOR_FIT_ROWS = 20_000  # the prior's initial mixture is fitted to at most this many latent means
 
 
-def image_record(cfg: Config, data: ImageData) -> dict:
-    """What an image model takes (``data.json``): evaluation, prediction and export read it."""
-    return {"kind": "images", "shape": list(data.image_shape), "name": cfg.data.name, "dtype": "uint8",
-            "scale": "pixels / 255", "binarize": cfg.data.binarize, "labels": data.train_labels is not None,
-            "num_train": len(data.train_images), "num_test": len(data.test_images)}  # fmt: skip
+def training_pictures(vae: VAE, data: Dataset, seed: int, n: int = 1000) -> dict:
+    """Pictures of the model on (up to ``n``) test examples, for TensorBoard while training."""
+    test = data.test.first(n)
+    _, z, clusters = model_report(vae, test)
+    return all_pictures(vae, next(test.first(32).batches(32)), z, clusters, test.labels, seed)
 
 
-def _eval_metrics(vae: VAE, data: ImageData, cfg: Config, summaries: Summaries):
+def _prior_fit_rows(train: Examples, seed: int) -> Examples:
+    """The training examples whose latent means the prior is fitted to: all, or a seeded subsample."""
+    if len(train) <= PRIOR_FIT_ROWS:
+        return train
+    rng = np.random.default_rng([seed, Stream.PRIOR_FIT_ROWS])
+    return train.subset(np.sort(rng.choice(len(train), PRIOR_FIT_ROWS, replace=False)))
+
+
+def _eval_metrics(vae: VAE, data: Dataset, cfg: Config, summaries: Summaries):
     """``step -> held-out metrics``: ELBO, the model's clusters, the prior's weights; logged as ``eval/``."""
     evaluate = elbo_evaluator(vae, cfg.seed, cfg.trainer.eval_samples)
 
     def at(step: int) -> dict[str, float]:
-        clustering, _, _ = model_report(vae, data.test_images, data.test_labels)
-        values = {f"eval/{k}": float(v) for k, v in (evaluate(data.test_images) | clustering).items()}
+        clustering, _, _ = model_report(vae, data.test)
+        values = {f"eval/{k}": float(v) for k, v in (evaluate(data.test) | clustering).items()}
         values |= prior_scalars(vae.prior)
         summaries.scalars(step, values)
         return values
@@ -70,7 +77,7 @@ def _eval_metrics(vae: VAE, data: ImageData, cfg: Config, summaries: Summaries):
 def _initialise(loop: Loop, state: State, run_dir: Path, eval_metrics) -> None:
     """A fresh run's start: pretraining, then the prior fitted to the pretrained latents, saved as ckpt-0."""
     cfg, vae = loop.cfg, state.vae
-    n = len(loop.data.train_images)
+    n = len(loop.data.train)
     if cfg.trainer.pretrain_epochs:
         schedule = make_schedule(
             n, cfg.trainer.batch_size, loop.strategy.num_replicas_in_sync, cfg.trainer.pretrain_epochs, None
@@ -78,7 +85,7 @@ def _initialise(loop: Loop, state: State, run_dir: Path, eval_metrics) -> None:
         pretrain(loop, vae, state.pre_optimizer, schedule, run_dir)
         reset_encoder_scale(vae.encoder, vae.latent_dim, _START_SCALE)
     if cfg.prior.init != "random" and isinstance(vae.prior, MixturePrior):
-        z = latent_means(vae, loop.data.train_images)
+        z = latent_means(vae, _prior_fit_rows(loop.data.train, cfg.seed))
         agreement = fit_prior(vae.prior, z, cfg.prior.init, cfg.seed, cfg.prior.init_restarts)
         acc = eval_metrics(0).get("eval/cluster_acc")
         log.info(
@@ -129,16 +136,20 @@ def train(cfg: Config, run_dir: str | Path, command: list[str] | None = None) ->
     strategy = make_strategy(cfg.strategy.kind, cfg.strategy.devices)  # before any other TF op
     if cfg.trainer.deterministic:
         tf.config.experimental.enable_op_determinism()
-    run_dir, t, chief = Path(run_dir), cfg.trainer, is_chief(strategy)
+    run_dir, chief = Path(run_dir), is_chief(strategy)
+    previous = read_data_record(run_dir, missing_ok=True) if (run_dir / RUN_CONFIG).is_file() else None
+    data, record = load_dataset(cfg.data, cfg.seed, previous)
+    cfg = resolve(cfg, data, strategy.num_replicas_in_sync)
     check_run_config(run_dir, cfg, write=chief)
-    data = load_images(cfg.data, seed=cfg.seed)
     if chief:
-        write_data_record(run_dir, image_record(cfg, data))
+        if previous is None:
+            write_data_record(run_dir, record)
         if command:
             record_command(run_dir, command)
-    schedule = make_schedule(len(data.train_images), t.batch_size, strategy.num_replicas_in_sync, t.epochs, t.max_steps)
+    t = cfg.trainer
+    schedule = make_schedule(len(data.train), t.batch_size, strategy.num_replicas_in_sync, t.epochs, t.max_steps)
     with strategy.scope():
-        state = build_state(cfg, data.image_shape, schedule.steps_per_epoch)
+        state = build_state(cfg, data.shape, schedule.steps_per_epoch)
     ckpts = Checkpoints.for_model(run_dir / "checkpoints", state.vae, state.optimizers, t.keep_checkpoints, chief)
     loop = Loop(strategy, data, cfg, chief, Summaries(run_dir / "tensorboard", enabled=chief))
     eval_metrics = _eval_metrics(state.vae, data, cfg, loop.summaries)
@@ -157,7 +168,7 @@ def train(cfg: Config, run_dir: str | Path, command: list[str] | None = None) ->
     final = eval_metrics(step)
     result = {
         "step": step,
-        "num_examples": len(data.test_images),
+        "num_examples": len(data.test),
         **{k.removeprefix("eval/"): v for k, v in final.items() if k.startswith("eval/")},
         **{k: v for k, v in metrics.items() if k.startswith("train/")},
         **{k: v for k, v in final.items() if k.startswith("prior/")},

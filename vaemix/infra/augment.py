@@ -1,4 +1,5 @@
-"""Augmentation: random shifts, rotations and zooms that teach the encoder that pose is not identity."""
+"""Augmentation, the views the contrastive term compares: images shifted, rotated and zoomed (pose is not
+identity), table rows partly replaced by other rows' values (no single feature is identity)."""
 
 from __future__ import annotations
 
@@ -31,3 +32,15 @@ def random_affine(x: tf.Tensor, seed: tf.Tensor, max_shift: float, max_rotation:
         interpolation="BILINEAR",
         fill_mode="CONSTANT",
     )
+
+
+def corrupt_rows(x: tf.Tensor, seed: tf.Tensor, corrupt_fraction: float, corrupt_noise: float) -> tf.Tensor:
+    """Each row of ``x [B, F]`` with about ``corrupt_fraction`` of its features replaced by the same
+    feature of a random row of the batch (a draw from the feature's marginal, which keeps its scale), plus
+    Gaussian noise of standard deviation ``corrupt_noise``, by the stateless ``seed``."""
+    b, f = tf.shape(x)[0], tf.shape(x)[1]
+    seeds = tf.random.experimental.stateless_split(seed, 3)
+    chosen = tf.random.stateless_uniform([b, f], seed=seeds[0]) < corrupt_fraction
+    donors = tf.random.stateless_uniform([b, f], seed=seeds[1], minval=0, maxval=b, dtype=tf.int32)  # [B, F]
+    swapped = tf.gather(tf.reshape(x, [-1]), donors * f + tf.range(f)[None, :])  # x[donor, feature]
+    return tf.where(chosen, swapped, x) + corrupt_noise * tf.random.stateless_normal([b, f], seed=seeds[2])

@@ -17,33 +17,44 @@ from omegaconf import MISSING
 
 @dataclass
 class DataConfig:
-    """Where images come from and how they are preprocessed."""
+    """Where the data come from and how they are preprocessed."""
 
-    name: str = MISSING  # mnist5k | local | any TFDS image dataset name
+    name: str = MISSING  # mnist5k | local | table | blobs | any TFDS image dataset name
     binarize: str = "none"  # none | static | dynamic
     data_dir: str | None = None  # TFDS data dir (None: TFDS default, ~/tensorflow_datasets)
     download: bool = True  # let TFDS download a dataset that is not prepared locally
     train_split: str = "train"
     test_split: str = "test"
-    # data=local: IDX (.gz or raw) or .npz files; without test files, test_fraction of train is held out.
+    # data=local: IDX (.gz or raw) or .npz files, or a folder of PNG/JPEG files (labels from subfolder
+    # names); without test files, test_fraction of train is held out.
     images: str | None = None
     labels: str | None = None
     test_images: str | None = None
     test_labels: str | None = None
     test_fraction: float = 0.2
-    # Augmented views for the encoder (the decoder still explains the original image).
+    image_size: list[int] | None = None  # [H, W]: resize the images of a folder to this size
+    # Augmented views for the encoder (the decoder still explains the original): images are shifted,
+    # rotated and zoomed; table rows are corrupted (a fraction of each row's features replaced by the same
+    # feature of other rows of the batch, plus Gaussian noise in standard deviations).
     augment: bool = False
     max_shift: float = 0.1  # fraction of the image size
     max_rotation: float = 10.0  # degrees
     max_zoom: float = 0.1
-    # Tabular data for the mixture tasks: data=blobs (generated) or data=table (a .npz with x [, y]
-    # or a .csv; data.targets names the columns that are y for task=mdn).
+    corrupt_fraction: float = 0.2
+    corrupt_noise: float = 0.1
+    # Tables: data=table with data.path a .csv, a .npz with x (and labels y) or a .npy (memory-mapped);
+    # data=blobs generates Gaussian blobs for the toolkit's tasks.
+    path: str | None = None
+    label_column: str | None = None  # the column (name, or index from 0) that holds labels, not a feature
+    categorical_columns: list[str] = field(default_factory=list)  # one-hot encoded (names or indices)
+    drop_columns: list[str] = field(default_factory=list)  # left out (names or indices)
+    impute: str = "none"  # missing values: none (an error naming the rows) | mean | median
+    preprocessing: str = "standardize"  # standardize (by the training rows' mean and std) | none
+    targets: list[int] = field(default_factory=list)  # task=mdn: the columns that are y
     n: int = 3000
     dims: int = 2
     clusters: int = 3
     separation: float = 4.0
-    path: str | None = None
-    targets: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -51,11 +62,14 @@ class ModelConfig:
     """Encoder/decoder networks and the observation likelihood."""
 
     architecture: str = "mlp"  # mlp | conv
-    latent_dim: int = 10
-    hidden: list[int] = field(default_factory=lambda: [500, 500, 2000])  # mlp layer widths
+    latent_dim: int | None = None  # None: 10 for images, F/2 within 2..10 for a table of F features
+    hidden: list[int] | None = None  # mlp layer widths (None: 500-500-2000 for images, sized from a table's F)
     filters: list[int] = field(default_factory=lambda: [32, 64])  # conv: stride-2 conv layers
     conv_dense: int = 256  # conv: dense layer between the convolutions and the latent head
-    likelihood: str = "bernoulli"  # bernoulli | gaussian
+    # p(x|z): auto (bernoulli for images and 0/1 tables, gaussian_per_feature for other tables) | bernoulli |
+    # gaussian (a scale per example and feature) | gaussian_per_feature (a learned scale per feature) |
+    # logistic (discretised, per channel: 8-bit images)
+    likelihood: str = "auto"
     sphere_radius: float | None = None  # put the encoder's mean on a sphere of this radius
 
 
@@ -76,7 +90,9 @@ class TrainerConfig:
 
     epochs: int = 100
     max_steps: int | None = None  # stop after this many steps in total (None: epochs decide)
-    batch_size: int = 256  # global batch, split across replicas
+    # global batch, split across replicas; None: 256 for images, for a table a tenth of its training rows
+    # within 16..256 (about 10 steps an epoch)
+    batch_size: int | None = None
     lr: float = 1e-3
     prior_lr: float | None = None  # learning rate of the prior's variables (None: trainer.lr)
     lr_decay: float = 1.0  # multiply the learning rates by this every lr_decay_epochs

@@ -9,7 +9,6 @@ from __future__ import annotations
 import gzip
 import os
 import struct
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,22 +16,15 @@ import numpy as np
 from vaemix.errors import VaemixError
 from vaemix.infra.arrays import existing_file, held_out_split, read_npz
 from vaemix.infra.config import DataConfig
+from vaemix.infra.examples import Dataset, Examples, Preprocessing
 from vaemix.maths.streams import Stream
 
+Split = tuple[np.ndarray, np.ndarray | None]  # uint8 images [N, H, W, C] and int64 labels [N] (or None)
 
-@dataclass(frozen=True)
-class ImageData:
-    """Train and test images as ``uint8`` ``[N, H, W, C]`` with optional ``int64`` labels ``[N]``."""
 
-    name: str
-    train_images: np.ndarray
-    train_labels: np.ndarray | None
-    test_images: np.ndarray
-    test_labels: np.ndarray | None
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.train_images.shape[1:])  # type: ignore[return-value]
+def image_dataset(name: str, train: Split, test: Split) -> Dataset:
+    pre = Preprocessing("images")
+    return Dataset(name, Examples(train[0], pre, labels=train[1]), Examples(test[0], pre, labels=test[1]))
 
 
 def _tfds_split(builder, split: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -53,7 +45,9 @@ def _tfds_split(builder, split: str) -> tuple[np.ndarray, np.ndarray | None]:
     return images, np.concatenate([c["label"] for c in chunks]).astype(np.int64)
 
 
-def load_tfds(name: str, train_split: str, test_split: str, data_dir: str | None, download: bool) -> ImageData:
+def load_tfds(
+    name: str, train_split: str, test_split: str, data_dir: str | None, download: bool
+) -> tuple[Split, Split]:
     """Load a TFDS image dataset; fail within seconds if it cannot be had."""
     import tensorflow_datasets as tfds
 
@@ -73,9 +67,7 @@ def load_tfds(name: str, train_split: str, test_split: str, data_dir: str | None
                 "prepare it with `tfds build` or allow data.download=true"
             )
         _download_and_prepare(builder)
-    train = _tfds_split(builder, train_split)
-    test = _tfds_split(builder, test_split)
-    return ImageData(name, train[0], train[1], test[0], test[1])
+    return _tfds_split(builder, train_split), _tfds_split(builder, test_split)
 
 
 def _download_and_prepare(builder) -> None:
@@ -146,8 +138,62 @@ def _labels(path: str | None, key: str, n: int) -> np.ndarray | None:
     return None if path is None else _check_labels(_read_array_file(path, key), path, n)
 
 
-def read_local(images: str, labels: str | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """The images of an IDX or .npz file (``x`` and, in the same .npz, optional labels ``y``) in file order."""
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+_GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+
+
+def _open_images(files: list[Path]) -> list:
+    """The files as PIL images, or one error line naming every file that could not be read."""
+    from PIL import Image, UnidentifiedImageError
+
+    opened, bad = [], []
+    for path in files:
+        try:
+            with Image.open(path) as im:
+                im.load()
+                opened.append(im.copy())
+        except (OSError, UnidentifiedImageError, ValueError) as e:
+            bad.append(f"{path.name} ({type(e).__name__})")
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise VaemixError(f"{len(bad)} file(s) of {files[0].parent} could not be read as images: {shown}")
+    return opened
+
+
+def read_folder(folder: Path, image_size: list[int] | None = None) -> Split:
+    """PNG/JPEG files of ``folder`` as ``uint8 [N, H, W, C]`` (C=3 if any is in colour, else 1), sorted by
+    path; labels from the names of the subfolders they sit in (when every file is in one). Images of other
+    sizes are resized to ``image_size`` ``[H, W]``; without it, differing sizes are an error."""
+    from PIL import Image
+
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise VaemixError(f"{folder}: no PNG or JPEG files in it or its subfolders")
+    images = _open_images(files)
+    colour = any(im.mode not in _GREY_MODES for im in images)
+    images = [im.convert("RGB" if colour else "L") for im in images]
+    sizes = sorted({im.size for im in images})  # (W, H)
+    if image_size:
+        images = [im.resize((image_size[1], image_size[0]), Image.BILINEAR) for im in images]
+    elif len(sizes) > 1:
+        raise VaemixError(
+            f"{folder}: images have {len(sizes)} sizes ({sizes[0][1]}x{sizes[0][0]} to {sizes[-1][1]}x{sizes[-1][0]}); "
+            "set data.image_size=[H,W] to resize them"
+        )
+    x = np.stack([np.asarray(im, np.uint8) for im in images])
+    x = x if colour else x[..., None]
+    parents = [p.parent for p in files]
+    if any(parent == folder for parent in parents):
+        return x, None
+    names = sorted({p.relative_to(folder).parts[0] for p in files})
+    return x, np.array([names.index(p.relative_to(folder).parts[0]) for p in files], np.int64)
+
+
+def read_local(images: str, labels: str | None, image_size: list[int] | None = None) -> Split:
+    """The images of an IDX or .npz file (``x`` and, in the same .npz, optional labels ``y``) in file order,
+    or of a folder of PNG/JPEG files (labels from its subfolders' names)."""
+    if Path(images).expanduser().is_dir():
+        return read_folder(Path(images).expanduser(), image_size)
     x = to_uint8_images(_read_array_file(images, "x"), images)
     if labels is None and images.endswith(".npz"):
         y = read_npz(existing_file(images), "y", optional=True)
@@ -161,70 +207,65 @@ def load_local(
     test_images: str | None,
     test_labels: str | None,
     test_fraction: float,
-) -> ImageData:
-    """Images from IDX or .npz files; without test files, a fixed ``test_fraction`` is held out."""
-    x, y = read_local(images, labels)
+    image_size: list[int] | None = None,
+) -> tuple[Split, Split]:
+    """Images from IDX or .npz files or folders; without test files, a fixed ``test_fraction`` is held out."""
+    x, y = read_local(images, labels, image_size)
     if test_images is not None:
-        xt, yt = read_local(test_images, test_labels)
+        xt, yt = read_local(test_images, test_labels, image_size)
         if xt.shape[1:] != x.shape[1:]:
             raise VaemixError(f"test images have shape {xt.shape[1:]}, train images {x.shape[1:]}")
-    else:
-        train, test = held_out_split(len(x), test_fraction)
-        x, xt = x[train], x[test]
-        y, yt = (None, None) if y is None else (y[train], y[test])
-    return ImageData("local", x, y, xt, yt)
+        return (x, y), (xt, yt)
+    train, test = held_out_split(len(x), test_fraction)
+    return (x[train], None if y is None else y[train]), (x[test], None if y is None else y[test])
 
 
-def binarized(data: ImageData, binarize: str, seed: int) -> ImageData:
+def binarized(train: Split, test: Split, binarize: str, seed: int) -> tuple[Split, Split]:
     """``binarize="static"``: every pixel drawn once from Bernoulli(intensity) with ``seed``. The test
     split is binarised the same way for ``"dynamic"`` too, so held-out numbers are comparable."""
     if binarize == "none":
-        return data
+        return train, test
     rng = np.random.default_rng([seed, Stream.STATIC_BINARIZATION])
-    train = _sample_binary(data.train_images, rng) if binarize == "static" else data.train_images
-    return replace(data, train_images=train, test_images=_sample_binary(data.test_images, rng))
+    train_images = _sample_binary(train[0], rng) if binarize == "static" else train[0]
+    return (train_images, train[1]), (_sample_binary(test[0], rng), test[1])
 
 
 def _sample_binary(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.where(rng.random(x.shape) * 255.0 < x, 255, 0).astype(np.uint8)
 
 
-def load_images(d: DataConfig, seed: int = 0) -> ImageData:
-    """The images ``d`` names (``local``, ``mnist5k`` or a TFDS name), binarised as it says."""
+def _splits(d: DataConfig) -> tuple[Split, Split]:
     if d.name == "local":
         assert d.images is not None
-        data = load_local(d.images, d.labels, d.test_images, d.test_labels, d.test_fraction)
-    else:
-        data_dir = None if d.data_dir is None else os.path.expanduser(d.data_dir)
-        data = load_tfds(d.name, d.train_split, d.test_split, data_dir, d.download)
-        data = replace(
-            data,
-            train_images=to_uint8_images(data.train_images, d.name),
-            test_images=to_uint8_images(data.test_images, d.name),
-        )
-    return binarized(data, d.binarize, seed)
+        return load_local(d.images, d.labels, d.test_images, d.test_labels, d.test_fraction, d.image_size)
+    data_dir = None if d.data_dir is None else os.path.expanduser(d.data_dir)
+    (x, y), (xt, yt) = load_tfds(d.name, d.train_split, d.test_split, data_dir, d.download)
+    return (to_uint8_images(x, d.name), y), (to_uint8_images(xt, d.name), yt)
+
+
+def load_images(d: DataConfig, seed: int = 0) -> Dataset:
+    """The images ``d`` names (``local``, ``mnist5k`` or a TFDS name), binarised as it says."""
+    train, test = binarized(*_splits(d), d.binarize, seed)
+    return image_dataset(d.name, train, test)
 
 
 def _joined(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
     return None if a is None or b is None else np.concatenate([a, b])
 
 
-def load_split(d: DataConfig, split: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
-    """Images (and labels, if any) of one split (``train`` or ``test``, as training split them) or of
-    ``all`` the data: a local file whole and in its own order, or a TFDS dataset's train and test splits
-    one after the other. Binarised as the run's test split is."""
+def load_image_split(d: DataConfig, split: str, seed: int = 0) -> Examples:
+    """One split (``train`` or ``test``, as training split them) or ``all`` the data: a local file whole
+    and in its own order, or a TFDS dataset's train and test splits one after the other; binarised as the
+    run's test split is."""
     if split != "all":
         data = load_images(d, seed)
-        return (data.train_images, data.train_labels) if split == "train" else (data.test_images, data.test_labels)
-    if d.name == "local":
+        return data.train if split == "train" else data.test
+    if d.name == "local" and not d.test_images:
         assert d.images is not None
-        x, y = read_local(d.images, d.labels)
-        if d.test_images is not None:
-            xt, yt = read_local(d.test_images, d.test_labels)
-            x, y = np.concatenate([x, xt]), _joined(y, yt)
+        x, y = read_local(d.images, d.labels, d.image_size)
     else:
-        data = load_images(replace(d, binarize="none"), seed)
-        x, y = np.concatenate([data.train_images, data.test_images]), _joined(data.train_labels, data.test_labels)
+        (x, y), (xt, yt) = _splits(d)
+        x, y = np.concatenate([x, xt]), _joined(y, yt)
     if d.binarize != "none":
         x = _sample_binary(x, np.random.default_rng([seed, Stream.STATIC_BINARIZATION]))
-    return x, y
+    return Examples(x, Preprocessing("images"), labels=y)

@@ -44,8 +44,9 @@ def reconstructions(vae: VAE, x: np.ndarray, columns: int = 8) -> np.ndarray:
     return image_grid(pairs.reshape(-1, 2 * columns, *x.shape[1:]))
 
 
-def component_samples(vae: VAE, per_component: int = 10, seed: int = 0) -> np.ndarray:
-    """Row k: ``per_component`` draws z ~ p(z|k) decoded to their mean image (one row for N(0, I))."""
+def _component_draws(vae: VAE, per_component: int, seed: int) -> np.ndarray:
+    """Decoder means of ``per_component`` draws z ~ p(z|k) for every component k: ``[K, n, *shape]``
+    (one row for N(0, I))."""
     prior, stream = vae.prior(), tf.constant([seed, Stream.COMPONENT_SAMPLES])
     if isinstance(vae.prior, MixturePrior):
         z = prior.components_distribution.sample(per_component, seed=stream)  # [n, K, D]
@@ -53,8 +54,48 @@ def component_samples(vae: VAE, per_component: int = 10, seed: int = 0) -> np.nd
     else:
         z = prior.sample([1, per_component], seed=stream)  # [1, n, D]
     rows, n = z.shape[0], z.shape[1]
-    images = vae.decoder(tf.reshape(z, [rows * n, -1])).mean().numpy()
-    return image_grid(images.reshape(rows, n, *images.shape[1:]))
+    means = vae.decoder(tf.reshape(z, [rows * n, -1])).mean().numpy()
+    return means.reshape(rows, n, *means.shape[1:])
+
+
+def component_samples(vae: VAE, per_component: int = 10, seed: int = 0) -> np.ndarray:
+    """Row k: ``per_component`` draws z ~ p(z|k) decoded to their mean image."""
+    return image_grid(_component_draws(vae, per_component, seed))
+
+
+def _feature_axis(ax, features: int) -> None:
+    ax.set_xlabel("feature")
+    ax.set_xticks(range(features) if features <= 30 else np.linspace(0, features - 1, 10).astype(int))
+    ax.axhline(0.0, color="grey", lw=0.5)
+
+
+def component_profiles(vae: VAE, per_component: int = 50, seed: int = 0) -> np.ndarray:
+    """What each component stands for in a table: the mean decoded row of draws from p(z|k) (a line a
+    component, in standardised units) with the middle 80% of the draws shaded."""
+    draws = _component_draws(vae, per_component, seed)  # [K, n, F]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.25 * draws.shape[-1]), 4))
+    for k, d in enumerate(draws):
+        colour = plt.cm.tab10(k % 10)
+        ax.plot(d.mean(0), color=colour, lw=1.5, label=f"component {k}")
+        ax.fill_between(range(d.shape[-1]), *np.percentile(d, [10, 90], axis=0), color=colour, alpha=0.15)
+    _feature_axis(ax, draws.shape[-1])
+    ax.set_ylabel("decoded value (standardised)")
+    ax.set_title("components as feature profiles")
+    ax.legend(fontsize=7, ncol=2)
+    return figure_array(fig)
+
+
+def reconstruction_profiles(vae: VAE, x: np.ndarray, rows: int = 4) -> np.ndarray:
+    """Table rows (solid) next to their reconstructions (dashed), standardised units."""
+    x = x[:rows]
+    rec = vae.decoder(vae.encoder(x).mean()).mean().numpy()
+    fig, axes = plt.subplots(len(x), 1, figsize=(max(6.0, 0.25 * x.shape[1]), 1.6 * len(x)), squeeze=False)
+    for ax, row, out in zip(axes[:, 0], x, rec, strict=True):
+        ax.plot(row, color="black", lw=1.2)
+        ax.plot(out, color="tab:red", lw=1.2, ls="--")
+        _feature_axis(ax, x.shape[1])
+    axes[0, 0].set_title("rows (solid) and reconstructions (dashed)")
+    return figure_array(fig)
 
 
 def figure_array(fig: plt.Figure) -> np.ndarray:
@@ -113,9 +154,12 @@ def mixture_weights(prior: MixturePrior) -> np.ndarray:
 def all_pictures(
     vae: VAE, x: np.ndarray, z: np.ndarray, clusters: np.ndarray | None, labels: np.ndarray | None, seed: int = 0
 ) -> dict[str, np.ndarray]:
-    """Every picture of the model by name; ``x`` [n, H, W, C] in [0, 1] for reconstructions, ``z`` [N, D]
-    encoder means and ``clusters`` their components for the latent plot."""
-    pictures = {"reconstructions": reconstructions(vae, x), "samples": component_samples(vae, seed=seed)}
+    """Every picture of the model by name; ``x`` model inputs (images ``[n, H, W, C]`` in [0, 1] or table
+    rows ``[n, F]``) for reconstructions, ``z`` [N, D] encoder means and ``clusters`` their components."""
+    if x.ndim == 2:  # table rows
+        pictures = {"reconstructions": reconstruction_profiles(vae, x), "samples": component_profiles(vae, seed=seed)}
+    else:
+        pictures = {"reconstructions": reconstructions(vae, x), "samples": component_samples(vae, seed=seed)}
     pictures["latent"] = latent_space(z, clusters if clusters is not None else np.zeros(len(z), int), labels, vae.prior)
     if isinstance(vae.prior, MixturePrior):
         pictures["weights"] = mixture_weights(vae.prior)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from vaemix.infra.augment import random_affine
+from vaemix.infra.augment import corrupt_rows, random_affine
+from vaemix.infra.examples import Examples
 from vaemix.maths.streams import AUGMENTATION_OFFSET, DYNAMIC_BINARIZATION_OFFSET, Stream
 
 
@@ -55,13 +56,20 @@ def index_batches(
     return order.reshape(-1, b).astype(np.int32), counters.reshape(-1).astype(np.int64)
 
 
-def to_unit(images: tf.Tensor) -> tf.Tensor:
-    """``uint8`` pixels to ``float32`` in ``[0, 1]``."""
-    return tf.cast(images, tf.float32) / 255.0
+def _reader(examples: Examples):
+    """``positions [b] -> float32 model inputs [b, ...]`` of the split, as a TF function."""
+    if examples.preprocessing.kind == "images":
+        pixels = tf.constant(examples.values)  # [N, H, W, C] uint8, kept on the host
+        return lambda idx: tf.cast(tf.gather(pixels, idx), tf.float32) / 255.0
+    if isinstance(examples.values, np.ndarray):  # a table in memory: preprocessed once
+        rows = tf.constant(examples.preprocessing.apply(examples.raw()))
+        return lambda idx: tf.gather(rows, idx)
+    read = lambda idx: examples.preprocessing.apply(examples.take(idx))  # noqa: E731  (rows read from disk)
+    return lambda idx: tf.ensure_shape(tf.numpy_function(read, [idx], tf.float32), [None, *examples.shape])
 
 
 def train_dataset(
-    images: np.ndarray,
+    examples: Examples,
     batches: np.ndarray,
     counters: np.ndarray,
     binarize: str,
@@ -70,27 +78,28 @@ def train_dataset(
     views: int = 1,
     threads: int | None = None,
 ) -> tf.data.Dataset:
-    """``(views, targets)`` batches for the index rows of ``batches`` (see :func:`index_batches`):
-    ``targets`` ``float32 [b, H, W, C]`` are the images the decoder must explain, ``views`` a tuple of
-    ``views`` tensors like it for the encoder to see: the targets themselves, or independent
-    :func:`random_affine` views with ``augment`` (keys ``max_shift``, ``max_rotation``, ``max_zoom``),
-    which teach the encoder that pose is not identity. Dynamic binarisation and augmentation draw from
-    stateless seeds ``(seed, counter)``, so a resumed run draws what the uninterrupted run would have.
-    ``threads`` caps the pipeline at that many threads of its own (None: tf.data's autotuning).
+    """``(views, targets)`` batches of the split ``examples`` for the position rows of ``batches`` (see
+    :func:`index_batches`): ``targets`` are the inputs the decoder must explain, ``views`` a tuple of
+    ``views`` tensors like them for the encoder to see: the targets themselves, or independent augmented
+    views with ``augment`` (:func:`random_affine`'s keys for images, :func:`corrupt_rows`'s for a table).
+    Dynamic binarisation and augmentation draw from stateless seeds ``(seed, counter)``, so a resumed run
+    draws what the uninterrupted run would have. ``threads`` caps the pipeline at that many threads of its
+    own (None: tf.data's autotuning).
     """
-    pixels = tf.constant(images)  # [N, H, W, C] uint8, kept on the host
+    read = _reader(examples)
+    augmenter = random_affine if examples.preprocessing.kind == "images" else corrupt_rows
 
     def stream(offset: int, counter: tf.Tensor) -> tf.Tensor:
         return tf.stack([tf.cast(seed + offset, tf.int64), counter])
 
     def fetch(i: tf.Tensor, idx: tf.Tensor) -> tuple[tuple[tf.Tensor, ...], tf.Tensor]:
-        x = to_unit(tf.gather(pixels, idx))
+        x = read(idx)
         if binarize == "dynamic":
             u = tf.random.stateless_uniform(tf.shape(x), seed=stream(DYNAMIC_BINARIZATION_OFFSET, i))
             x = tf.cast(u < x, tf.float32)
         if not augment:
             return (x,) * views, x
-        return tuple(random_affine(x, stream(AUGMENTATION_OFFSET + v, i), **augment) for v in range(views)), x
+        return tuple(augmenter(x, stream(AUGMENTATION_OFFSET + v, i), **augment) for v in range(views)), x
 
     ds = tf.data.Dataset.from_tensor_slices((counters, batches))
     if threads is None:
@@ -99,9 +108,3 @@ def train_dataset(
     options.threading.private_threadpool_size = threads
     options.autotune.enabled = False
     return ds.map(fetch, num_parallel_calls=threads, deterministic=True).prefetch(2).with_options(options)
-
-
-def eval_dataset(images: np.ndarray, batch_size: int) -> tf.data.Dataset:
-    """The whole split in order, ``float32 [<=batch_size, H, W, C]`` batches (last one partial)."""
-    ds = tf.data.Dataset.from_tensor_slices(images).batch(batch_size)
-    return ds.map(to_unit, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

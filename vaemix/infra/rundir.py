@@ -81,8 +81,10 @@ def write_data_record(run_dir: Path, record: dict) -> None:
     write_text(run_dir / DATA_RECORD, json.dumps(record, indent=2) + "\n")
 
 
-def read_data_record(run_dir: str | Path) -> dict:
+def read_data_record(run_dir: str | Path, missing_ok: bool = False) -> dict | None:
     path = Path(run_dir) / DATA_RECORD
+    if missing_ok and not path.is_file():
+        return None
     if not path.is_file():
         raise VaemixError(f"{run_dir} has no {DATA_RECORD}; train it (or rerun its train.py command once) first")
     try:

@@ -1,13 +1,45 @@
-"""Tabular data: generated Gaussian blobs, or ``[N, D]`` rows from a ``.npz`` or ``.csv`` file."""
+"""Tables: ``[N, F]`` rows from a ``.csv``, a ``.npz`` (``x`` and labels ``y``) or a ``.npy`` (read from disk a
+batch at a time, so N may exceed memory), or generated Gaussian blobs.
+
+A CSV's categorical columns are one-hot encoded, its label column set apart, its dropped columns left out.
+The VAE's preprocessing (imputation of missing values, standardisation) is fitted on the training rows
+and recorded in the run dir (``data.json``), so evaluation, prediction and export apply exactly the same.
+"""
 
 from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from vaemix.errors import VaemixError
-from vaemix.infra.arrays import existing_file, read_npz
+from vaemix.infra.arrays import NpyRows, existing_file, held_out_split, read_npz
 from vaemix.infra.config import DataConfig
+from vaemix.infra.examples import CHUNK, Dataset, Examples, Preprocessing
 from vaemix.maths.streams import Stream
+
+log = logging.getLogger("vaemix")
+MISSING = ("", "na", "nan", "null", "none", "?")  # cells read as a missing value (any case)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """How a file's columns become features: what training fitted, what a new file must match."""
+
+    columns: list[str]  # the feature names, one-hot columns as "name=category"
+    categories: dict[str, list[str]] = field(default_factory=dict)  # categorical column -> its categories
+    label_column: str | None = None
+    label_names: list[str] | None = None  # label values, when they are not integers
+
+
+@dataclass(frozen=True)
+class Table:
+    values: np.ndarray  # [N, F] float (NpyRows, read on demand, for a .npy); NaN where a value is missing
+    labels: np.ndarray | None  # [N] int64
+    spec: TableSpec
 
 
 def blobs(n: int, dims: int, clusters: int, separation: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -22,23 +54,195 @@ def blobs(n: int, dims: int, clusters: int, separation: float, seed: int) -> tup
     return x, labels
 
 
-def read_table(path: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """``x`` (and labels ``y`` if the .npz has them) from a .npz, or every column of a .csv."""
-    p = existing_file(path)
-    if p.suffix == ".npz":
-        return read_npz(p, "x").astype(np.float64), read_npz(p, "y", optional=True)
+def _number(cell: str) -> float | None:
+    if cell.strip().lower() in MISSING:
+        return np.nan
     try:
-        try:
-            return np.loadtxt(p, delimiter=",", ndmin=2), None
-        except ValueError:
-            return np.loadtxt(p, delimiter=",", ndmin=2, skiprows=1), None  # a header row
-    except (OSError, ValueError) as e:
-        raise VaemixError(f"{p}: not a readable table ({str(e)[:200]})") from None
+        return float(cell)
+    except ValueError:
+        return None
+
+
+def _column(ref: str, names: list[str], key: str, path: Path) -> int:
+    """A column named by its header name or its index from 0."""
+    if ref in names:
+        return names.index(ref)
+    if str(ref).isdigit() and int(ref) < len(names):
+        return int(ref)
+    raise VaemixError(f"{key}={ref!r} is not a column of {path} (its columns: {', '.join(names)})")
+
+
+def _csv_rows(path: Path) -> tuple[list[str], list[list[str]]]:
+    """The header (or column numbers, if the first row is data) and the rows of a CSV, all equally long."""
+    with open(path, newline="") as f:
+        rows = [row for row in csv.reader(f) if row]
+    if not rows:
+        raise VaemixError(f"{path}: the file has no rows")
+    numeric = [sum(_number(c) is not None for c in row) for row in rows[:2]]
+    has_header = len(rows) > 1 and numeric[0] < numeric[1]
+    names = [c.strip() for c in rows[0]] if has_header else [str(i) for i in range(len(rows[0]))]
+    rows = rows[1:] if has_header else rows
+    for i, row in enumerate(rows):
+        if len(row) != len(names):
+            raise VaemixError(
+                f"{path}: data row {i} has {len(row)} cells, the {'header' if has_header else 'first row'} {len(names)}"
+            )
+    if not rows:
+        raise VaemixError(f"{path}: the file has a header but no data rows")
+    return names, rows
+
+
+def _encoded(path: Path, name: str, cells: list[str], categories: list[str] | None) -> tuple[np.ndarray, list[str]]:
+    """A column as numbers ``[N, 1]``, or one-hot ``[N, C]`` when ``categories`` is given."""
+    if categories is not None:
+        out = np.zeros((len(cells), len(categories)))
+        for i, cell in enumerate(cells):
+            if cell.strip() in categories:
+                out[i, categories.index(cell.strip())] = 1.0  # a category training never saw: all zeros
+        return out, [f"{name}={c}" for c in categories]
+    values = [_number(c) for c in cells]
+    bad = next((i for i, v in enumerate(values) if v is None), None)
+    if bad is not None:
+        raise VaemixError(
+            f"{path}: column {name!r} has the non-numeric value {cells[bad]!r} in data row {bad}; "
+            "declare it in data.categorical_columns, or fix the file"
+        )
+    return np.asarray(values, np.float64)[:, None], [name]
+
+
+def _labels(values: list[str], names: list[str] | None) -> tuple[np.ndarray, list[str] | None]:
+    """Integer labels as they are; any others numbered in sorted order (their names kept)."""
+    if names is None and all(v.strip().lstrip("-").isdigit() for v in values):
+        return np.asarray([int(v) for v in values], np.int64), None
+    names = names or sorted({v.strip() for v in values})
+    return np.asarray([names.index(v.strip()) if v.strip() in names else -1 for v in values], np.int64), names
+
+
+def read_csv(path: Path, d: DataConfig, spec: TableSpec | None = None) -> Table:
+    """A CSV's features, labels and spec; with ``spec`` (a trained model's), its categories and labels."""
+    names, rows = _csv_rows(path)
+    columns = list(zip(*rows, strict=True))
+    label = None if d.label_column is None else _column(d.label_column, names, "data.label_column", path)
+    drop = {_column(c, names, "data.drop_columns", path) for c in d.drop_columns}
+    categorical = {_column(c, names, "data.categorical_columns", path) for c in d.categorical_columns}
+    known = spec.categories if spec else {}
+    parts, features, categories = [], [], {}
+    for j, name in enumerate(names):
+        if j == label or j in drop:
+            continue
+        cats = known.get(name, sorted({c.strip() for c in columns[j]})) if j in categorical else None
+        values, cols = _encoded(path, name, list(columns[j]), cats)
+        parts.append(values), features.extend(cols)
+        if cats is not None:
+            categories[name] = cats
+    if not features:
+        raise VaemixError(f"{path}: no feature columns are left (label and dropped columns set apart)")
+    labels, label_names = (None, None) if label is None else _labels(list(columns[label]), spec and spec.label_names)
+    spec = TableSpec(features, categories, None if label is None else names[label], label_names)
+    return Table(np.concatenate(parts, axis=1), labels, spec)
+
+
+def read_table(d: DataConfig, spec: TableSpec | None = None) -> Table:
+    """The table at ``d.path``: a .csv (see :func:`read_csv`), a .npz (``x`` [N, F] and labels ``y``) or a
+    .npy (read on demand)."""
+    p = existing_file(d.path or "")
+    if p.suffix == ".csv":
+        return read_csv(p, d, spec)
+    if d.label_column is not None or d.categorical_columns:
+        raise VaemixError(
+            f"data.label_column and data.categorical_columns are for a .csv; {p.name} holds numbers "
+            "(put labels in a .npz's y)"
+        )
+    if p.suffix == ".npy":
+        values, labels = NpyRows(p), None
+    elif p.suffix == ".npz":
+        values, labels = read_npz(p, "x"), read_npz(p, "y", optional=True)
+    else:
+        raise VaemixError(f"data.path={d.path!r}: a table must be a .csv, .npz or .npy file")
+    if values.ndim != 2 or not np.issubdtype(values.dtype, np.number) or len(values) == 0 or values.shape[1] == 0:
+        raise VaemixError(f"{p}: a table must be a non-empty numeric [N, F] array, got {values.dtype} {values.shape}")
+    if labels is not None and len(labels) != len(values):
+        raise VaemixError(f"{p}: {len(labels)} labels for {len(values)} rows")
+    labels = None if labels is None else np.asarray(labels).reshape(-1).astype(np.int64)
+    return Table(values, labels, TableSpec([str(i) for i in range(values.shape[1])]))
 
 
 def load_table(d: DataConfig, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """The rows ``d`` names: ``data=blobs`` (generated) or ``data=table`` (``data.path``)."""
+    """The rows the toolkit fits: ``data=blobs`` (generated) or ``data=table`` (``data.path``), in memory."""
     if d.name == "blobs":
         return blobs(d.n, d.dims, d.clusters, d.separation, seed)
-    assert d.path is not None
-    return read_table(d.path)
+    table = read_table(d)
+    return np.asarray(table.values, np.float64), table.labels
+
+
+def _bad_rows(values: np.ndarray, test, what: str, path: str) -> None:
+    """An error naming the first rows (and columns) where ``test(values)`` holds, if any does."""
+    rows, cols = [], []
+    for start in range(0, len(values), CHUNK):
+        r, c = np.nonzero(test(np.asarray(values[start : start + CHUNK], np.float64)))
+        rows += (r + start).tolist()
+        cols += c.tolist()
+        if len(rows) >= 5:
+            break
+    if rows:
+        where = ", ".join(f"row {r} column {c}" for r, c in list(zip(rows, cols, strict=True))[:5])
+        raise VaemixError(f"{path}: {what} at {where}")
+
+
+def _column_statistics(examples: Examples, median: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per feature over the split: mean, standard deviation and the mean (or median) for missing values."""
+    if median:  # needs every row at once
+        x = examples.raw()
+        return np.nanmean(x, 0), np.nanstd(x, 0), np.nanmedian(x, 0)
+    count = total = squares = 0.0
+    for start in range(0, len(examples), CHUNK):
+        x = np.asarray(examples.raw(start, start + CHUNK), np.float64)
+        count = count + np.sum(~np.isnan(x), 0)
+        total, squares = total + np.nansum(x, 0), squares + np.nansum(x**2, 0)
+    mean = total / np.maximum(count, 1)
+    return mean, np.sqrt(np.maximum(squares / np.maximum(count, 1) - mean**2, 0.0)), mean
+
+
+def fit_preprocessing(train: Examples, d: DataConfig, columns: list[str]) -> Preprocessing:
+    """Imputation and standardisation fitted on the training rows ``train`` (their preprocessing unset)."""
+    mean, std, fill = _column_statistics(train, d.impute == "median")
+    if np.any(np.isnan(mean)):
+        j = int(np.argmax(np.isnan(mean)))
+        raise VaemixError(f"{d.path}: column {columns[j]!r} has no value in any training row")
+    if d.preprocessing == "none":
+        return Preprocessing("table", np.zeros_like(mean), np.ones_like(std), None if d.impute == "none" else fill)
+    constant = np.flatnonzero(std <= 1e-12 * np.maximum(np.abs(mean), 1.0))
+    if len(constant):  # they carry nothing; a scale of 1 maps them to 0 instead of dividing by zero
+        names = ", ".join(repr(columns[j]) for j in constant[:8]) + (" ..." if len(constant) > 8 else "")
+        log.warning("%s: %d column(s) are constant in the training rows and are kept as 0: %s", d.path,
+                    len(constant), names)  # fmt: skip
+        std = np.where(std <= 1e-12 * np.maximum(np.abs(mean), 1.0), 1.0, std)
+    return Preprocessing("table", mean, std, None if d.impute == "none" else fill)
+
+
+def check_values(table: Table, d: DataConfig) -> None:
+    """Infinities are an error; missing values are too unless ``data.impute`` fills them."""
+    _bad_rows(table.values, np.isinf, "values are infinite", d.path or "")
+    if d.impute == "none":
+        _bad_rows(
+            table.values, np.isnan, "values are missing (set data.impute=mean or median, or fix the file)", d.path or ""
+        )
+
+
+def table_dataset(
+    d: DataConfig, spec: TableSpec | None = None, preprocessing: Preprocessing | None = None
+) -> tuple[Dataset, TableSpec]:
+    """The table ``d`` names as the VAE's training and held-out rows. With ``spec`` and ``preprocessing``
+    (a trained run's, from its ``data.json``) the file is read and scaled as training did; else both are
+    fitted on the training rows."""
+    table = read_table(d, spec)
+    check_values(table, d)
+    train, test = held_out_split(len(table.values), d.test_fraction)
+    raw = Preprocessing("table")
+    pre = preprocessing or fit_preprocessing(Examples(table.values, raw, train), d, table.spec.columns)
+    labels = table.labels
+    return Dataset(
+        "table",
+        Examples(table.values, pre, train, None if labels is None else labels[train]),
+        Examples(table.values, pre, test, None if labels is None else labels[test]),
+    ), table.spec

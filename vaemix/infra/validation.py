@@ -24,6 +24,7 @@ from vaemix.infra.config import (
 )
 
 TASKS = ("vae", "gmm", "bgmm_svi", "bgmm_hmc", "mdn")
+LIKELIHOODS = ("auto", "bernoulli", "gaussian", "gaussian_per_feature", "logistic")
 
 
 def choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -56,24 +57,36 @@ def check_task(k: TaskConfig, d: DataConfig) -> None:
 
 
 def check_data(d: DataConfig) -> None:
-    """Image data for the VAE."""
+    """Images or a table for the VAE."""
     choice("data.binarize", d.binarize, ("none", "static", "dynamic"))
-    if d.name in ("blobs", "table"):
-        raise VaemixError(f"data={d.name} is tabular; choose a task: task=gmm|bgmm_svi|bgmm_hmc|mdn")
+    if d.name == "blobs":
+        raise VaemixError("data=blobs generates points for the toolkit; choose a task: task=gmm|bgmm_svi|bgmm_hmc|mdn")
     if d.name == "local" and not d.images:
-        raise VaemixError("data=local needs data.images=<path to an IDX (.gz) or .npz file>")
-    at_least("data.max_shift", d.max_shift, 0.0)
-    at_least("data.max_rotation", d.max_rotation, 0.0)
-    at_least("data.max_zoom", d.max_zoom, 0.0)
-    if not 0.0 < d.test_fraction < 1.0:
-        raise VaemixError(f"data.test_fraction={d.test_fraction!r} is out of range; it must be in (0, 1)")
+        raise VaemixError("data=local needs data.images=<an IDX (.gz) or .npz file, or a folder of PNG/JPEG files>")
+    if d.name == "table" and not d.path:
+        raise VaemixError("data=table needs data.path=<a .csv, a .npz with x (and labels y), or a .npy>")
+    if d.name == "table" and d.binarize != "none":
+        raise VaemixError(f"data.binarize={d.binarize!r} is for images; a table takes data.binarize=none")
+    choice("data.impute", d.impute, ("none", "mean", "median"))
+    choice("data.preprocessing", d.preprocessing, ("standardize", "none"))
+    for key in ("max_shift", "max_rotation", "max_zoom", "corrupt_noise"):
+        at_least(f"data.{key}", getattr(d, key), 0.0)
+    for key in ("test_fraction", "corrupt_fraction"):
+        if not 0.0 <= getattr(d, key) <= 1.0 or (key == "test_fraction" and getattr(d, key) in (0.0, 1.0)):
+            raise VaemixError(f"data.{key}={getattr(d, key)!r} is out of range; it must be in (0, 1)")
+    if d.image_size is not None and (len(d.image_size) != 2 or min(d.image_size) < 1):
+        raise VaemixError(f"data.image_size={d.image_size!r} must be [height, width] in pixels")
 
 
-def check_model(m: ModelConfig) -> None:
+def check_model(m: ModelConfig, d: DataConfig) -> None:
     choice("model.architecture", m.architecture, ("mlp", "conv"))
-    choice("model.likelihood", m.likelihood, ("bernoulli", "gaussian"))
+    choice("model.likelihood", m.likelihood, LIKELIHOODS)
+    if m.likelihood == "logistic" and (d.binarize != "none" or d.name == "table"):
+        raise VaemixError("model.likelihood=logistic scores 8-bit images; use it with data.binarize=none on images")
+    if d.name == "table" and m.architecture != "mlp":
+        raise VaemixError(f"model.architecture={m.architecture!r} takes images; a table needs model=mlp")
     at_least("model.latent_dim", m.latent_dim, 1)
-    for i, width in enumerate(m.hidden):
+    for i, width in enumerate(m.hidden or []):
         at_least(f"model.hidden[{i}]", width, 1)
     for i, width in enumerate(m.filters):
         at_least(f"model.filters[{i}]", width, 1)
@@ -132,7 +145,7 @@ def validate(cfg: Config) -> Config:
         check_task(cfg.task, cfg.data)
         return cfg
     check_data(cfg.data)
-    check_model(cfg.model)
+    check_model(cfg.model, cfg.data)
     check_prior(cfg.prior, cfg.trainer.pretrain_epochs)
     check_trainer(cfg.trainer, cfg.data.augment)
     check_strategy(cfg.strategy)

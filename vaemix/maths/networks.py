@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import tensorflow as tf
 
 from vaemix.maths.keras import keras, tfb, tfd, tfpl  # tf_keras (Keras 2)
-from vaemix.maths.likelihoods import decoder_head, params_per_pixel
+from vaemix.maths.likelihoods import decoder_head, params_per_value
 from vaemix.maths.numerics import DIAG_SHIFT
 
 
@@ -50,7 +50,7 @@ def reset_encoder_scale(encoder: keras.Model, latent_dim: int, scale: float) -> 
 
 
 def build_encoder(
-    image_shape: Sequence[int],
+    shape: Sequence[int],
     latent_dim: int,
     architecture: str,
     hidden: Sequence[int] = (500, 500, 2000),
@@ -58,9 +58,9 @@ def build_encoder(
     conv_dense: int = 256,
     sphere_radius: float | None = None,
 ) -> keras.Model:
-    """``x [B, H, W, C] -> q(z|x)``, a MultivariateNormalTriL with batch ``[B]`` and event ``[latent_dim]``;
-    with ``sphere_radius`` its mean is scaled to that norm."""
-    layers: list[keras.layers.Layer] = [keras.Input(tuple(image_shape))]
+    """``x [B, *shape] -> q(z|x)``, a MultivariateNormalTriL with batch ``[B]`` and event ``[latent_dim]``, for
+    images ``[H, W, C]`` or rows ``[F]`` (the MLP); with ``sphere_radius`` its mean is scaled to that norm."""
+    layers: list[keras.layers.Layer] = [keras.Input(tuple(shape))]
     if architecture == "mlp":
         layers += [keras.layers.Flatten()]
         layers += [keras.layers.Dense(w, activation="relu") for w in hidden]
@@ -70,8 +70,31 @@ def build_encoder(
     return keras.Sequential(layers + _encoder_head(latent_dim, sphere_radius), name="encoder")
 
 
+def _conv_decoder(shape: Sequence[int], k: int, filters: Sequence[int], conv_dense: int) -> list:
+    """Dense layers to a small feature map, transposed convolutions up to ``[H, W, k*C]``, then flat with
+    each parameter kind one contiguous block."""
+    h, w, c = shape
+    up = 2 ** len(filters)
+    h0, w0 = math.ceil(h / up), math.ceil(w / up)
+    layers = [
+        keras.layers.Dense(conv_dense, activation="relu"),
+        keras.layers.Dense(h0 * w0 * filters[-1], activation="relu"),
+        keras.layers.Reshape((h0, w0, filters[-1])),
+    ]
+    layers += [
+        keras.layers.Conv2DTranspose(f, 4, strides=2, padding="same", activation="relu") for f in reversed(filters[:-1])
+    ]
+    return layers + [
+        keras.layers.Conv2DTranspose(k * c, 4, strides=2, padding="same", dtype="float32"),
+        keras.layers.Cropping2D(((0, h0 * up - h), (0, w0 * up - w))),
+        keras.layers.Reshape((h, w, k, c)),  # [H, W, k*C] -> [k, H, W, C] -> flat
+        keras.layers.Permute((3, 1, 2, 4)),
+        keras.layers.Flatten(),
+    ]
+
+
 def build_decoder(
-    image_shape: Sequence[int],
+    shape: Sequence[int],
     latent_dim: int,
     architecture: str,
     likelihood: str,
@@ -79,32 +102,13 @@ def build_decoder(
     filters: Sequence[int] = (32, 64),
     conv_dense: int = 256,
 ) -> keras.Model:
-    """``z [B, latent_dim] -> p(x|z)``, independent pixels with batch ``[B]`` and event ``image_shape``."""
-    h, w, c = image_shape
-    k = params_per_pixel(likelihood)
+    """``z [B, latent_dim] -> p(x|z)``, independent values with batch ``[B]`` and event ``shape`` (an image
+    ``[H, W, C]``, or ``[F]`` for the MLP)."""
+    k = params_per_value(likelihood)
     layers: list[keras.layers.Layer] = [keras.Input((latent_dim,))]
     if architecture == "mlp":
         layers += [keras.layers.Dense(u, activation="relu") for u in reversed(hidden)]
-        layers += [keras.layers.Dense(k * h * w * c, dtype="float32")]  # logits in float32
+        layers += [keras.layers.Dense(k * math.prod(shape), dtype="float32")]  # parameters in float32
     else:
-        up = 2 ** len(filters)
-        h0, w0 = math.ceil(h / up), math.ceil(w / up)
-        layers += [
-            keras.layers.Dense(conv_dense, activation="relu"),
-            keras.layers.Dense(h0 * w0 * filters[-1], activation="relu"),
-            keras.layers.Reshape((h0, w0, filters[-1])),
-        ]
-        layers += [
-            keras.layers.Conv2DTranspose(f, 4, strides=2, padding="same", activation="relu")
-            for f in reversed(filters[:-1])
-        ]
-        layers += [
-            keras.layers.Conv2DTranspose(k * c, 4, strides=2, padding="same", dtype="float32"),
-            keras.layers.Cropping2D(((0, h0 * up - h), (0, w0 * up - w))),
-            # [H, W, k*C] -> [k, H, W, C] -> flat, so each parameter kind is one contiguous block.
-            keras.layers.Reshape((h, w, k, c)),
-            keras.layers.Permute((3, 1, 2, 4)),
-            keras.layers.Flatten(),
-        ]
-    layers.append(decoder_head((h, w, c), likelihood))
-    return keras.Sequential(layers, name="decoder")
+        layers += _conv_decoder(shape, k, filters, conv_dense)
+    return keras.Sequential(layers + decoder_head(shape, likelihood), name="decoder")

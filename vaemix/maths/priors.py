@@ -36,10 +36,13 @@ def component_log_posterior(mixture: tfd.MixtureSameFamily, z: tf.Tensor) -> tf.
     return tf.math.log_softmax(log_joint, axis=-1)
 
 
-def most_probable_component(mixture: tfd.MixtureSameFamily, z) -> np.ndarray:
-    """The model's own clusters: ``argmax_k p(k|z)``, ``[N, D] -> [N]``."""
-    z = tf.convert_to_tensor(z, mixture.dtype)
-    return np.argmax(component_log_posterior(mixture, z).numpy(), axis=-1)
+def most_probable_component(mixture: tfd.MixtureSameFamily, z, chunk: int = 16_384) -> np.ndarray:
+    """The model's own clusters: ``argmax_k p(k|z)``, ``[N, D] -> [N]``, ``chunk`` rows at a time (the
+    components' log densities broadcast to ``[chunk, K, D]``)."""
+    z = np.asarray(z)
+    parts = [component_log_posterior(mixture, tf.convert_to_tensor(z[i : i + chunk], mixture.dtype)).numpy()
+             for i in range(0, len(z), chunk)]  # fmt: skip
+    return np.argmax(np.concatenate(parts), axis=-1) if parts else np.zeros(0, np.int64)
 
 
 class MixturePrior(tf.Module):

@@ -17,6 +17,7 @@ class Stream(IntEnum):
     EPOCH_ORDER = 2  # the example order of each epoch: [seed, 2, epoch]
     PRIOR_LOC = 3  # the random initial means of the mixture prior
     BLOBS = 5  # generated Gaussian blobs (data=blobs)
+    PRIOR_FIT_ROWS = 7  # the training rows whose latent means the prior is fitted to, on a large dataset
     COMPONENT_SAMPLES = 11  # pictures: draws from each p(z|k)
 
 

@@ -1,0 +1,93 @@
+"""Image folders, colour images, and the discretised logistic likelihood with bits per dimension."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from PIL import Image
+from scipy.stats import logistic
+
+from vaemix.apps.evaluation import evaluate_run
+from vaemix.apps.training import train
+from vaemix.errors import VaemixError
+from vaemix.infra.config import EvalOptions
+from vaemix.infra.images import read_folder
+from vaemix.maths.likelihoods import DiscretizedLogistic, bits_per_dim
+
+
+def _save(path, array) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+def test_a_folder_of_subfolders_gives_labels_and_colour(tmp_path):
+    rng = np.random.default_rng(0)
+    for label in ("cats", "dogs"):
+        for i in range(3):
+            _save(tmp_path / label / f"{i}.png", rng.integers(0, 256, size=(6, 5, 3), dtype=np.uint8))
+    _save(tmp_path / "cats" / "grey.png", np.full((6, 5), 7, np.uint8))  # one grey image among colour ones
+    x, y = read_folder(tmp_path)
+    assert x.shape == (7, 6, 5, 3) and x.dtype == np.uint8 and y.tolist() == [0, 0, 0, 0, 1, 1, 1]
+    np.testing.assert_array_equal(x[3], 7)  # grey.png sorts after 0..2.png, as an RGB image
+
+
+def test_grey_images_keep_one_channel_and_loose_files_have_no_labels(tmp_path):
+    for i in range(2):
+        _save(tmp_path / f"{i}.jpg", np.full((4, 4), 100 * i, np.uint8))
+    x, y = read_folder(tmp_path)
+    assert x.shape == (2, 4, 4, 1) and y is None
+
+
+def test_sizes_must_agree_unless_image_size_resizes(tmp_path):
+    _save(tmp_path / "a.png", np.zeros((8, 8), np.uint8))
+    _save(tmp_path / "b.png", np.zeros((4, 6), np.uint8))
+    with pytest.raises(VaemixError, match=r"images have 2 sizes .*set data.image_size=\[H,W\]"):
+        read_folder(tmp_path)
+    x, _ = read_folder(tmp_path, image_size=[5, 7])
+    assert x.shape == (2, 5, 7, 1)
+
+
+def test_unreadable_files_are_named_in_one_line(tmp_path):
+    _save(tmp_path / "good.png", np.zeros((4, 4), np.uint8))
+    (tmp_path / "broken.png").write_bytes(b"not a png at all")
+    with pytest.raises(VaemixError, match=r"1 file\(s\) of .* could not be read as images: broken.png"):
+        read_folder(tmp_path)
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(VaemixError, match="no PNG or JPEG files"):
+        read_folder(tmp_path / "nothing")
+
+
+def test_the_discretised_logistic_is_a_distribution_over_256_values():
+    loc = tf.constant([[0.1], [0.5], [0.97]])
+    scale = tf.constant([[0.02], [0.3], [0.0001]])
+    values = tf.constant(np.arange(256)[None, :] / 255.0, tf.float32)  # [1, 256]
+    probs = tf.exp(DiscretizedLogistic(loc, scale).log_prob(values)).numpy()  # [3, 256]
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-4)
+    f = lambda v, i: logistic.cdf(v, loc=loc.numpy()[i, 0], scale=scale.numpy()[i, 0])  # noqa: E731
+    np.testing.assert_allclose(probs[1, 0], f(0.5 / 255, 1), rtol=1e-4)  # the edge bins take the tails
+    np.testing.assert_allclose(probs[1, 255], 1 - f(254.5 / 255, 1), rtol=1e-4)
+    np.testing.assert_allclose(probs[0, 30], f(30.5 / 255, 0) - f(29.5 / 255, 0), rtol=1e-4)
+    assert probs[2, 247] > 0.99  # a scale far below a bin: all the mass in loc's bin (0.97 * 255 = 247.4)
+    assert bits_per_dim(np.log(2) * 3072, 3072) == pytest.approx(1.0)
+
+
+def test_colour_images_through_the_conv_net_and_the_logistic(tiny_config, tmp_path):
+    overrides = ["data=cifar10", "model=conv", "model.filters=[4]", "model.conv_dense=8", "model.likelihood=logistic",
+                 "trainer.max_steps=2", "trainer.batch_size=16"]  # fmt: skip
+    with tfds.testing.mock_data(num_examples=40):
+        m = train(tiny_config(*overrides), tmp_path)
+        metrics = evaluate_run(tmp_path, options=EvalOptions(iwae_samples=4, pictures=True))
+    assert m["step"] == 2 and np.isfinite(m["elbo"])
+    assert metrics["bits_per_dim"] == pytest.approx(metrics["iwae_nll"] / (32 * 32 * 3 * np.log(2)))
+    assert metrics["bits_per_dim"] > 0 and metrics["iwae_nll"] <= -metrics["elbo"] + 1e-3  # a bound, in bits
+    assert (tmp_path / "eval" / "samples.png").exists()
+
+
+def test_a_local_colour_npz_with_the_recipes_augmentation(tiny_config, tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "colour.npz", x=rng.integers(0, 256, size=(60, 10, 12, 3), dtype=np.uint8))
+    overrides = ["data=local", f"data.images={tmp_path / 'colour.npz'}", "model=conv", "model.filters=[4]",
+                 "model.conv_dense=8", "data.augment=true", "trainer.contrastive=1", "trainer.max_steps=2",
+                 "trainer.batch_size=16"]  # fmt: skip
+    m = train(tiny_config(*overrides), tmp_path / "run")
+    assert m["step"] == 2 and np.isfinite(m["elbo"])

@@ -1,0 +1,193 @@
+"""Vectors through the VAE: reading tables, their preprocessing, the memory-mapped path, corruption views,
+the resolved model, and a table model through training, prediction and export."""
+
+import logging
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from test_export import _load_in_fresh_process
+
+from conftest import compose_config
+from vaemix.apps.export import export_run
+from vaemix.apps.prediction import predict_run
+from vaemix.apps.resolve import resolve, table_batch, table_latent_dim, table_widths
+from vaemix.apps.restore import restore_run
+from vaemix.apps.training import train
+from vaemix.errors import VaemixError
+from vaemix.infra.arrays import NpyRows
+from vaemix.infra.augment import corrupt_rows
+from vaemix.infra.config import DataConfig, PredictOptions
+from vaemix.infra.datasets import load_dataset
+from vaemix.infra.examples import Preprocessing
+from vaemix.infra.pipeline import train_dataset
+from vaemix.infra.rundir import read_data_record
+from vaemix.infra.tables import read_table, table_dataset
+
+
+def _csv(path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+def _blobs_csv(path, n: int = 300, seed: int = 0) -> str:
+    """Three well separated clusters in 5 features, a categorical column that follows them (an independent
+    one would be a second cluster structure), and a named label column."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n)
+    x = np.eye(3, 5)[labels] * 6 + rng.normal(size=(n, 5))
+    lines = ["a,b,c,d,e,site,kind"] + [
+        ",".join(f"{v:.4f}" for v in row) + f",{'south' if lab == 2 else 'north'},k{lab}"
+        for row, lab in zip(x, labels, strict=True)
+    ]
+    return _csv(path, "\n".join(lines) + "\n")
+
+
+def test_a_csv_with_a_header_label_categorical_and_dropped_columns(tmp_path):
+    path = _csv(tmp_path / "t.csv", "x,colour,y,noise,label\n1.5,red,2,9,cat\n-1,blue,,9,dog\n3,red,4e-1,9,cat\n")
+    d = DataConfig(name="table", path=path, label_column="label", categorical_columns=["colour"], drop_columns=["3"])
+    table = read_table(d)
+    assert table.spec.columns == ["x", "colour=blue", "colour=red", "y"]
+    np.testing.assert_array_equal(table.values[[0, 2]], [[1.5, 0, 1, 2], [3, 0, 1, 0.4]])
+    assert np.isnan(table.values[1, 3]) and table.values[1, :3].tolist() == [-1, 1, 0]  # an empty cell is missing
+    assert table.labels.tolist() == [0, 1, 0] and table.spec.label_names == ["cat", "dog"]
+    headless = read_table(DataConfig(name="table", path=_csv(tmp_path / "h.csv", "1,2,0\n3,4,1\n"), label_column="2"))
+    assert headless.spec.columns == ["0", "1"] and headless.labels.tolist() == [0, 1]
+
+
+@pytest.mark.parametrize(
+    "text,overrides,message",
+    [
+        ("a,b\n1,x\n2,3\n", {}, r"column 'b' has the non-numeric value 'x' in data row 0; declare it"),
+        ("a,b\n1,2\n3,\n", {}, r"values are missing \(set data.impute=mean or median.*\) at row 1 column 1"),
+        ("a,b\n1,inf\n3,4\n", {}, r"values are infinite at row 0 column 1"),
+        ("a,b\n1,2\n3,4\n", {"label_column": "species"}, r"data.label_column='species' is not a column of .*a, b"),
+        ("a,b\n1,2\n3,4,5\n", {}, r"data row 1 has 3 cells, the header 2"),
+    ],
+)
+def test_bad_tables_are_one_clear_error(tmp_path, text, overrides, message):
+    with pytest.raises(VaemixError, match=message):
+        table_dataset(DataConfig(name="table", path=_csv(tmp_path / "bad.csv", text), test_fraction=0.5, **overrides))
+
+
+def test_preprocessing_is_fitted_on_the_training_rows_and_imputes(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 3)) * [1, 10, 100] + [0, 5, -50]
+    x[3, 1] = np.nan
+    np.savez(tmp_path / "x.npz", x=x)
+    data, _ = table_dataset(DataConfig(name="table", path=str(tmp_path / "x.npz"), impute="mean"))
+    train = np.concatenate(list(data.train.batches(7)))
+    np.testing.assert_allclose(train.mean(0), 0, atol=1e-5)  # standardised by the training rows' own statistics
+    np.testing.assert_allclose(train.std(0), 1, atol=1e-5)
+    assert np.all(np.isfinite(np.concatenate(list(data.test.batches(100)))))
+    fill = data.train.preprocessing.fill
+    rows = data.train.index
+    np.testing.assert_allclose(fill[1], np.nanmean(x[rows, 1]))  # the mean of the training rows only
+
+
+def test_a_constant_column_is_kept_as_zero_with_a_warning(tmp_path, caplog):
+    x = np.c_[np.random.default_rng(0).normal(size=(30, 2)), np.full(30, 7.0)]
+    np.savez(tmp_path / "c.npz", x=x)
+    with caplog.at_level(logging.WARNING, logger="vaemix"):
+        data, _ = table_dataset(DataConfig(name="table", path=str(tmp_path / "c.npz")))
+    assert "1 column(s) are constant in the training rows and are kept as 0: '2'" in caplog.text
+    rows = np.concatenate(list(data.train.batches(100)))
+    assert np.all(np.isfinite(rows)) and np.all(rows[:, 2] == 0)
+
+
+def test_an_npy_read_from_disk_feeds_the_same_batches_as_memory(tmp_path):
+    x = np.random.default_rng(1).normal(size=(500, 6)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.savez(tmp_path / "x.npz", x=x)
+    mapped, _ = table_dataset(DataConfig(name="table", path=str(tmp_path / "x.npy")))
+    loaded, _ = table_dataset(DataConfig(name="table", path=str(tmp_path / "x.npz")))
+    assert isinstance(mapped.train.values, NpyRows) and isinstance(loaded.train.values, np.ndarray)
+    np.testing.assert_array_equal(mapped.train.values[[3, 4, 5, 9, 499]], x[[3, 4, 5, 9, 499]])
+    np.testing.assert_array_equal(mapped.train.values[10:20], x[10:20])
+    rows, counters = np.array([[5, 1, 399, 0], [7, 7, 2, 3]], np.int32), np.array([0, 1])
+    a = [t.numpy() for _, t in train_dataset(mapped.train, rows, counters, "none", 0)]
+    b = [t.numpy() for _, t in train_dataset(loaded.train, rows, counters, "none", 0)]
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    expected = mapped.train.preprocessing.apply(x[mapped.train.index[[5, 1, 399, 0]]])
+    np.testing.assert_allclose(a[0], expected, atol=1e-6)
+
+
+def test_corruption_swaps_values_within_their_own_column():
+    x = tf.constant(np.arange(40, dtype=np.float32).reshape(8, 5))  # column j holds j, j+5, j+10, ...
+    seed = tf.constant([4, 2], tf.int64)
+    np.testing.assert_array_equal(corrupt_rows(x, seed, 0.0, 0.0).numpy(), x.numpy())
+    swapped = corrupt_rows(x, seed, 1.0, 0.0).numpy()
+    assert np.all(swapped % 5 == np.arange(5)) and not np.array_equal(swapped, x.numpy())
+    half = corrupt_rows(x, seed, 0.5, 0.0).numpy()
+    assert 0.2 < np.mean(half != x.numpy()) < 0.7
+    np.testing.assert_array_equal(half, corrupt_rows(x, seed, 0.5, 0.0).numpy())  # seeded
+    noisy = corrupt_rows(x, seed, 0.0, 0.1).numpy() - x.numpy()
+    assert 0.05 < noisy.std() < 0.15
+
+
+def test_the_model_is_resolved_from_the_data(tmp_path, tfds_dir):
+    np.savez(tmp_path / "binary.npz", x=np.random.default_rng(0).integers(0, 2, size=(50, 20)))
+    binary, _ = load_dataset(DataConfig(name="table", path=str(tmp_path / "binary.npz")))
+    cfg = resolve(compose_config("data=table", f"data.path={tmp_path / 'binary.npz'}", "prior.components=3"), binary)
+    assert cfg.model.likelihood == "bernoulli" and cfg.model.hidden == table_widths(20) == [64, 64, 128]
+    assert cfg.model.latent_dim == 10 and cfg.trainer.batch_size == 16  # 40 training rows: the smallest batch
+    explicit = compose_config("data=table", "data.path=b.npz", "prior.components=3", "trainer.batch_size=256")
+    assert resolve(explicit, binary).trainer.batch_size == 40  # the whole training split, not 256
+    images = compose_config(f"data.data_dir={tfds_dir}")
+    resolved = resolve(images, load_dataset(images.data)[0])
+    assert resolved.model.likelihood == "bernoulli" and resolved.model.hidden == [500, 500, 2000]
+    assert resolved.model.latent_dim == 10 and resolved.trainer.batch_size == 256  # the VaDE recipe
+    assert table_widths(784) == [500, 500, 2000] and table_widths(128) == [256, 256, 512]
+    assert [table_latent_dim(f) for f in (4, 13, 64)] == [2, 6, 10] and table_batch(1437) == 143
+    with pytest.raises(VaemixError, match="the training split has 40 rows for prior.components=50"):
+        resolve(compose_config("data=table", "data.path=x.npz", "prior.components=50"), binary)
+
+
+TINY_TABLE = [
+    "model.hidden=[16]",
+    "model.latent_dim=2",
+    "prior.components=3",
+    "trainer.pretrain_epochs=30",
+    "trainer.epochs=5",
+    "trainer.progress=false",
+    "prior.init_restarts=3",
+    "trainer.batch_size=64",
+]
+
+
+@pytest.fixture(scope="module")
+def table_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("table")
+    path = _blobs_csv(d / "blobs.csv")
+    overrides = ["data=table", f"data.path={path}", "data.label_column=kind", "data.categorical_columns=[site]"]
+    metrics = train(compose_config(*overrides, *TINY_TABLE), d / "run")
+    return d / "run", path, metrics
+
+
+def test_a_table_trains_with_the_default_recipe_and_finds_its_clusters(table_run):
+    run_dir, _, metrics = table_run
+    assert metrics["cluster_acc"] >= 0.9 and metrics["components_used"] == 3  # chance: about 0.4
+    cfg = restore_run(run_dir, (7,))[0]
+    assert cfg.model.likelihood == "gaussian_per_feature" and cfg.data.augment  # the recipe's corruption views
+
+
+def test_prediction_reads_a_new_file_as_training_did(table_run, tmp_path):
+    run_dir, path, _ = table_run
+    data = DataConfig(name="table", path=path, label_column="kind", categorical_columns=["site"])
+    result = predict_run(run_dir, data=data, options=PredictOptions(iwae_samples=3))
+    assert result["num_examples"] == 300 and result["cluster_acc"] >= 0.9
+    wrong = _csv(tmp_path / "short.csv", "a,b,c\n1,2,3\n4,5,6\n")
+    with pytest.raises(VaemixError, match=r"does not fit this model: it has 3 features, the model takes 7"):
+        predict_run(run_dir, data=DataConfig(name="table", path=wrong))
+
+
+def test_a_table_export_takes_raw_rows(table_run, tmp_path):
+    run_dir, _, _ = table_run
+    path = export_run(run_dir)
+    rows = np.array([[6, 0, 0, 0, 0, 1, 0], [0, 6, 0, 0, 0, 1, 0], [0, 0, 6, 0, 0, 0, 1]], np.float32)
+    report, out = _load_in_fresh_process(path, {"cluster:features": rows, "reconstruct:features": rows}, tmp_path)
+    assert not report["vaemix_imported"] and "cluster_float" not in report["signatures"]
+    _, vae, _, _ = restore_run(run_dir, (7,))
+    recorded = Preprocessing.from_record(read_data_record(run_dir)["preprocessing"])  # the graph applies it
+    np.testing.assert_allclose(out["cluster:latent_mean"], vae.encoder(recorded.apply(rows)).mean().numpy(), atol=1e-5)
+    assert len(set(out["cluster:cluster"].tolist())) == 3 and out["reconstruct:reconstruction"].shape == (3, 7)

@@ -30,7 +30,7 @@ class Case:
 
     @property
     def id(self) -> str:
-        return f"{self.script} {' '.join(self.args)}"
+        return f"{self.script} {' '.join(self.args)}" + (f" ({self.setup})" if self.setup else "")
 
 
 def _config(override: str, message: str) -> Case:
@@ -99,8 +99,10 @@ CASES = [
     Case("evaluate.py", ("run_dir={run}", "eval.iwae_samples=-1"), "eval.iwae_samples=-1 is out of range", False),
     Case("evaluate.py", ("run_dir={run}", "data=local", "data.images={d}/few.npz", "data.test_fraction=0.5"),
          "does not fit this model", train_args=False),
-    Case("evaluate.py", ("run_dir={copy}", "eval.iwae_samples=0", "eval.pictures=false"),
-         "does not fit this model or is unreadable", train_args=False, setup="truncate ckpt-2"),
+    Case("evaluate.py", ("run_dir={copy}", "checkpoint=ckpt-2", "eval.iwae_samples=0", "eval.pictures=false"),
+         "ckpt-2 is unreadable", train_args=False, setup="truncate ckpt-2"),
+    Case("evaluate.py", ("run_dir={copy}",), "is not plain YAML", train_args=False, setup="python tag"),
+    Case("train.py", ("hydra.run.dir={d}/a_file",), "as the run dir: File exists", train_args=False),
     Case("evaluate.py", ("run_dir={copy}",), "names a _target_", train_args=False, setup="foreign _target_"),
 ]  # fmt: skip
 
@@ -138,6 +140,7 @@ def _bad_files(d: Path) -> Path:
     points = np.random.default_rng(0).normal(size=(200, 2))
     np.savetxt(d / "points.csv", points, delimiter=",", header="a,b", comments="")
     np.savetxt(d / "wide.csv", np.c_[points, points[:, 0]], delimiter=",", header="a,b,c", comments="")
+    (d / "a_file").write_text("not a directory")
     (d / "folder").mkdir()
     (d / "folder" / "broken.png").write_bytes(b"not a png")
     return d
@@ -148,6 +151,8 @@ def _damaged_copy(run_dir: Path, copy: Path, how: str) -> None:
     if how == "truncate ckpt-2":
         data = next((copy / "checkpoints").glob("ckpt-2.data-*"))
         data.write_bytes(data.read_bytes()[:100])
+    elif how == "python tag":  # a tag that would run code under an unsafe YAML loader
+        (copy / "run_config.yaml").write_text("model: !!python/object/apply:os.system ['echo pwned']\n")
     elif how == "foreign _target_":
         cfg = yaml.safe_load((copy / "run_config.yaml").read_text())
         cfg["model"]["_target_"] = "os.system"
@@ -179,6 +184,10 @@ def outcomes(tmp_path_factory, tfds_dir) -> dict:
         futures = {k: pool.submit(_run, argv) for k, (argv, _) in jobs.items()}
         out = {k: (f.result(), list(jobs[k][1].glob("checkpoints/ckpt-*"))) for k, f in futures.items()}
     return out | {"run untouched": _snapshot(run_dir) == before}
+
+
+def test_case_ids_are_unique():
+    assert len({c.id for c in CASES}) == len(CASES)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

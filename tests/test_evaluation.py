@@ -40,7 +40,7 @@ def test_round_trip_elbo_equals_training_and_iwae_is_tighter(trained_run):
     assert saved["elbo"] == pytest.approx(m["elbo"])
     for name in ["reconstructions", "samples", "latent", "weights"]:
         assert (run_dir / "eval" / f"{name}.png").stat().st_size > 500
-    assert (run_dir / "tensorboard" / "projector" / "projector_config.pbtxt").exists()
+    assert (run_dir / "eval" / "projector" / "projector_config.pbtxt").exists()  # a reader writes under eval/
 
 
 def test_picture_shapes(trained_run):

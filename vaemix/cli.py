@@ -38,6 +38,16 @@ def one_line(error: BaseException) -> str:
 _hydra_report = hydra_utils.run_and_report
 
 
+def _in_our_code(error: BaseException) -> bool:
+    """Whether ``error`` was raised inside vaemix's work (below :func:`main_guard`), not by Hydra before it."""
+    tb = error.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code is main_guard.__code__:
+            return True
+        tb = tb.tb_next
+    return False
+
+
 def _report(func: Callable[[], Any]) -> Any:
     """Hydra's reporter, except that a composition error (a bad key, value or group option on the command
     line) is one line on stderr and exit status 2, like vaemix's own checks."""
@@ -46,6 +56,12 @@ def _report(func: Callable[[], Any]) -> Any:
     except CompactHydraException as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         sys.exit(2)
+    except OSError as e:
+        if _in_our_code(e):  # a bug or a fault in vaemix itself: Hydra's report, with the traceback
+            error = e
+        else:  # Hydra could not create the run dir (it is a file, or not writable)
+            print(f"error: cannot use {e.filename or 'the run dir'} as the run dir: {e.strerror or e}", file=sys.stderr)
+            sys.exit(2)
     except Exception as e:  # noqa: BLE001  (Hydra's own report of anything else)
         error = e
     return _hydra_report(lambda: (_ for _ in ()).throw(error))

@@ -40,18 +40,19 @@ def _write_pictures(run_dir: Path, vae: VAE, cfg: Config, examples: Examples, re
     pictures = all_pictures(vae, next(examples.first(32).batches(32)), z, clusters, examples.labels, cfg.seed)
     for name, picture in pictures.items():
         save_png(run_dir / "eval" / f"{name}.png", picture)
-    summaries = Summaries(run_dir / "tensorboard")
+    summaries = Summaries(run_dir / "eval" / "tensorboard")
     summaries.images(step, pictures, "eval")
     summaries.flush()
     columns = {"component": clusters if clusters is not None else np.zeros(len(z), int)}
     if examples.labels is not None:
         columns["label"] = examples.labels
-    write_projector(run_dir / "tensorboard" / "projector", z, columns)
+    write_projector(run_dir / "eval" / "projector", z, columns)
 
 
 def evaluate_run(run_dir: str | Path, checkpoint: str | None = None, data=None, options=None) -> dict:
     """Evaluate ``checkpoint`` (default: latest) of ``run_dir`` on the test split of ``data`` (default:
-    the run's own data). Writes ``<run_dir>/eval/metrics.json``, PNGs and TensorBoard summaries."""
+    the run's own data). Writes only under ``<run_dir>/eval/``: ``metrics.json``, PNGs, TensorBoard summaries
+    and the embedding projector's files, each file whole (a training may be running beside it)."""
     options, run_dir = options or EvalOptions(), Path(run_dir)
     run_cfg = load_run_config(run_dir)
     if run_cfg.task.kind != "vae":
@@ -72,7 +73,7 @@ def evaluate_run(run_dir: str | Path, checkpoint: str | None = None, data=None, 
         "data": data_cfg.name,
     }
     write_json(run_dir / "eval" / "metrics.json", metrics)
-    summaries = Summaries(run_dir / "tensorboard")
+    summaries = Summaries(run_dir / "eval" / "tensorboard")  # a reader writes only under eval/
     summaries.scalars(step, {f"eval/{k}": v for k, v in metrics.items() if isinstance(v, float | int)})
     summaries.flush()
     if options.pictures:

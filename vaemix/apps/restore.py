@@ -14,24 +14,25 @@ from vaemix.maths.vae import VAE
 
 
 def restore_run(
-    run_dir: str | Path, image_shape: tuple[int, ...], checkpoint: str | None = None
+    run_dir: str | Path, shape: tuple[int, ...], checkpoint: str | None = None
 ) -> tuple[Config, VAE, str, int]:
-    """Rebuild the run's model for ``image_shape`` and restore ``checkpoint`` (default: latest).
+    """Rebuild the run's model for examples of ``shape`` and restore ``checkpoint`` (default: the newest
+    that reads; a reader never moves or deletes a checkpoint).
 
     Returns the run's config, the model, the checkpoint path and its training step.
     """
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
-    state = build_state(cfg, image_shape, steps_per_epoch=1)
-    ckpts = Checkpoints.for_model(run_dir / "checkpoints", state.vae, state.optimizers)
-    path = ckpts.latest
+    state = build_state(cfg, shape, steps_per_epoch=1)
+    ckpts = Checkpoints.for_model(run_dir / "checkpoints", state.vae, state.optimizers, writer=False)
+    path = None
     if checkpoint is not None:
         path = str(run_dir / "checkpoints" / checkpoint)
         if not Path(path + ".index").is_file():
             raise VaemixError(f"no checkpoint {checkpoint!r} in {run_dir / 'checkpoints'}")
+    path = ckpts.restore(path)  # the newest that reads, without moving any (a training may be writing)
     if path is None:
         raise VaemixError(f"{run_dir} has no checkpoint yet")
-    ckpts.restore(path)
     return cfg, state.vae, path, int(state.optimizer.iterations.numpy())
 
 

@@ -44,10 +44,10 @@ def build_fit(task: TaskConfig, record: dict, seed: int) -> FittedMixture | Mixt
     return FittedMixture(task.components, record["dims"])
 
 
-def fit_checkpoints(run_dir: Path, model: FittedMixture | MixtureDensityNetwork) -> Checkpoints:
+def fit_checkpoints(run_dir: Path, model: FittedMixture | MixtureDensityNetwork, writer: bool = True) -> Checkpoints:
     """The fit's checkpoint: the mixture's parameters, or the network's weights (not its optimizer's)."""
     tracked = list(model.model.variables) if isinstance(model, MixtureDensityNetwork) else model
-    return Checkpoints(run_dir / "checkpoints", keep=1, model=tracked)
+    return Checkpoints(run_dir / "checkpoints", keep=1, writer=writer, model=tracked)
 
 
 def _fit(task: TaskConfig, model, record: dict, x: np.ndarray, seed: int) -> dict:
@@ -122,6 +122,6 @@ def restore_fit(run_dir: str | Path, cfg: Config) -> tuple[FittedMixture | Mixtu
     """The run's saved fit and its data record."""
     record = read_data_record(run_dir)
     model = build_fit(cfg.task, record, cfg.seed)
-    if fit_checkpoints(Path(run_dir), model).restore() is None:
+    if fit_checkpoints(Path(run_dir), model, writer=False).restore() is None:
         raise VaemixError(f"{run_dir} has no saved fit; run its train.py command again")
     return model, record

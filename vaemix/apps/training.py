@@ -10,6 +10,7 @@ A run has up to two phases, each resumable on its own:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -22,13 +23,22 @@ from vaemix.apps.resolve import resolve
 from vaemix.apps.scoring import elbo_evaluator, latent_means, model_report
 from vaemix.apps.state import State, build_state
 from vaemix.apps.steps import Schedule, StepOptions, make_schedule, make_train_step, use_jit
+from vaemix.errors import VaemixError
 from vaemix.infra.atomic import write_json
 from vaemix.infra.checkpoints import Checkpoints
 from vaemix.infra.config import Config
 from vaemix.infra.datasets import load_dataset
 from vaemix.infra.examples import Dataset, Examples
+from vaemix.infra.lock import RunLock
 from vaemix.infra.pictures import all_pictures
-from vaemix.infra.rundir import RUN_CONFIG, check_run_config, read_data_record, record_command, write_data_record
+from vaemix.infra.rundir import (
+    RUN_CONFIG,
+    check_run_config,
+    read_data_record,
+    record_command,
+    set_aside,
+    write_data_record,
+)
 from vaemix.infra.strategies import is_chief, make_strategy
 from vaemix.infra.summaries import Summaries, hparam_values, prior_scalars
 from vaemix.maths.networks import reset_encoder_scale
@@ -42,6 +52,14 @@ log = logging.getLogger("vaemix")
 _START_SCALE = 0.1  # q(z|x)'s standard deviation when the ELBO phase starts from pretrained networks
 
 
+# What a multi-worker run's surviving workers see when a peer dies: its collectives fail.
+PEER_ERRORS = (
+    tf.errors.UnavailableError,
+    tf.errors.DeadlineExceededError,
+    tf.errors.AbortedError,
+    tf.errors.CancelledError,
+    tf.errors.InternalError,
+)
 PRIOR_FIT_ROWS = 20_000  # the prior's initial mixture is fitted to at most this many latent means
 
 
@@ -130,22 +148,35 @@ def _elbo_phase(loop: Loop, state: State, schedule: Schedule, ckpts: Checkpoints
     )
 
 
-def train(cfg: Config, run_dir: str | Path, command: list[str] | None = None) -> dict[str, float]:
-    """Train (or resume) the run in ``run_dir`` as ``cfg`` says; return the final metrics. ``command``
-    (the entry script's ``sys.argv``) is recorded in the run dir's ``commands.log``."""
-    strategy = make_strategy(cfg.strategy.kind, cfg.strategy.devices)  # before any other TF op
-    if cfg.trainer.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    run_dir, chief = Path(run_dir), is_chief(strategy)
+def _prepare_run_dir(run_dir: Path, cfg: Config, chief: bool, replicas: int, command: list[str] | None):
+    """The data, the resolved config, checked against (or recorded as) the run's record."""
+    if cfg.trainer.overwrite and chief:
+        if aside := set_aside(run_dir):
+            log.info("trainer.overwrite=true: the run dir's earlier files are in %s", aside)
     previous = read_data_record(run_dir, missing_ok=True) if (run_dir / RUN_CONFIG).is_file() else None
     data, record = load_dataset(cfg.data, cfg.seed, previous)
-    cfg = resolve(cfg, data, strategy.num_replicas_in_sync)
+    cfg = resolve(cfg, data, replicas)
     check_run_config(run_dir, cfg, write=chief)
     if chief:
         if previous is None:
             write_data_record(run_dir, record)
         if command:
             record_command(run_dir, command)
+    return data, cfg
+
+
+def _result(step: int, data: Dataset, metrics: dict, final: dict) -> dict:
+    return {
+        "step": step,
+        "num_examples": len(data.test),
+        **{k.removeprefix("eval/"): v for k, v in final.items() if k.startswith("eval/")},
+        **{k: v for k, v in metrics.items() if k.startswith("train/")},
+        **{k: v for k, v in final.items() if k.startswith("prior/")},
+    }
+
+
+def _train(strategy, cfg: Config, run_dir: Path, chief: bool, command: list[str] | None) -> dict[str, float]:
+    data, cfg = _prepare_run_dir(run_dir, cfg, chief, strategy.num_replicas_in_sync, command)
     t = cfg.trainer
     schedule = make_schedule(len(data.train), t.batch_size, strategy.num_replicas_in_sync, t.epochs, t.max_steps)
     with strategy.scope():
@@ -153,37 +184,48 @@ def train(cfg: Config, run_dir: str | Path, command: list[str] | None = None) ->
     ckpts = Checkpoints.for_model(run_dir / "checkpoints", state.vae, state.optimizers, t.keep_checkpoints, chief)
     loop = Loop(strategy, data, cfg, chief, Summaries(run_dir / "tensorboard", enabled=chief))
     eval_metrics = _eval_metrics(state.vae, data, cfg, loop.summaries)
-    restored = ckpts.restore()
-    if restored:
+    if restored := ckpts.restore():
         log.info("resumed from %s at step %d", restored, int(state.optimizer.iterations.numpy()))
     else:
         loop.summaries.hparams(hparam_values(asdict(cfg)), trial=run_dir.name)
         _initialise(loop, state, run_dir, eval_metrics)
-        ckpts.save(0)  # the pretrained networks and the fitted prior are never redone
+        ckpts.save(0)  # the pretrained networks and the fitted prior are never redone (ckpt-0 is pinned)
     start = int(state.optimizer.iterations.numpy())
     metrics = loop.run(_elbo_phase(loop, state, schedule, ckpts, eval_metrics), start)
     if start >= schedule.total_steps:
         log.info("already trained to step %d; evaluating only", start)
     step = int(state.optimizer.iterations.numpy())
-    final = eval_metrics(step)
-    result = {
-        "step": step,
-        "num_examples": len(data.test),
-        **{k.removeprefix("eval/"): v for k, v in final.items() if k.startswith("eval/")},
-        **{k: v for k, v in metrics.items() if k.startswith("train/")},
-        **{k: v for k, v in final.items() if k.startswith("prior/")},
-    }
+    result = _result(step, data, metrics, eval_metrics(step))
     if chief:
         write_json(run_dir / "metrics.json", result)
     ckpts.close()
     return result
 
 
+def train(cfg: Config, run_dir: str | Path, command: list[str] | None = None) -> dict[str, float]:
+    """Train (or resume) the run in ``run_dir`` as ``cfg`` says, holding the run dir's lock (the chief);
+    return the final metrics. ``command`` (the entry script's ``sys.argv``) is recorded in ``commands.log``."""
+    strategy = make_strategy(cfg.strategy.kind, cfg.strategy.devices)  # before any other TF op
+    if cfg.trainer.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    run_dir, chief = Path(run_dir), is_chief(strategy)
+    with RunLock(run_dir) if chief else contextlib.nullcontext():
+        try:
+            return _train(strategy, cfg, run_dir, chief, command)
+        except PEER_ERRORS as e:
+            if cfg.strategy.kind != "multi_worker":
+                raise
+            raise VaemixError(
+                f"a worker of the cluster stopped answering ({type(e).__name__}); rerun every worker's command "
+                "to resume from the chief's last checkpoint"
+            ) from None
+
+
 def pretrain(loop: Loop, vae: VAE, optimizer, schedule: Schedule, run_dir: Path) -> None:
     """Phase 1: the encoder and decoder as an autoencoder (z = encoder mean), resumable on its own."""
     ckpts = Checkpoints(
         run_dir / "checkpoints" / "pretrain",
-        1,
+        2,
         loop.chief,
         encoder=vae.encoder,
         decoder=vae.decoder,

@@ -10,19 +10,23 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO
 
+from vaemix.errors import VaemixError
+
 
 @contextlib.contextmanager
 def open_atomic(path: str | Path, mode: str = "w") -> Iterator[IO]:
     """A file to write ``path`` through: a temporary file beside it, renamed over ``path`` when the block
     ends without an exception (and removed when it raises)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     # One temporary name per process and thread: two writers never share one.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, mode) as f:
             yield f
         os.replace(tmp, path)
+    except OSError as e:  # a full disk, a read-only run dir: one line, and the old file is untouched
+        raise VaemixError(f"could not write {path}: {e.strerror or e}") from None
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -116,6 +116,7 @@ class TrainerConfig:
     # float32 | mixed_float16 (dynamic loss scaling) | mixed_bfloat16; heads, loss and variables stay float32
     precision: str = "float32"
     deterministic: bool = False  # tf.config.experimental.enable_op_determinism: same numbers every run
+    overwrite: bool = False  # start the run dir again: its earlier files are moved aside to previous-<time>/
 
 
 @dataclass

@@ -45,17 +45,37 @@ def load_run_config(run_dir: str | Path) -> Config:
         raise VaemixError(f"{run_dir} is not a vaemix run dir (no {RUN_CONFIG} or .hydra/config.yaml)")
     try:
         raw = OmegaConf.to_container(OmegaConf.load(path))
+        if not isinstance(raw, dict):
+            raise VaemixError(f"{path} is not a vaemix config: it holds a {type(raw).__name__}, not a mapping")
         if _has_target(raw):
             raise VaemixError(f"{path} names a _target_; vaemix run configs never do, refusing to use it")
         cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), raw))
     except OmegaConfBaseException as e:
         raise VaemixError(f"{path} is not a vaemix config: {str(e).splitlines()[0]}") from None
+    except yaml.YAMLError as e:  # e.g. a !!python/object tag: only plain YAML is read, nothing is executed
+        raise VaemixError(f"{path} is not plain YAML: {str(e).splitlines()[0]}") from None
     return validate(cfg)  # type: ignore[arg-type]
 
 
 def _fixed(cfg: Config) -> dict:
     flat = flatten(asdict(cfg))
     return {k: v for k, v in flat.items() if any(k == key or k.startswith(f"{key}.") for key in FIXED_KEYS)}
+
+
+def set_aside(run_dir: Path) -> Path | None:
+    """Move everything in ``run_dir`` (but the lock and earlier set-asides) into ``previous-<time>/``."""
+    entries = (
+        [p for p in run_dir.iterdir() if p.name != "train.lock" and not p.name.startswith("previous-")]
+        if (run_dir.is_dir())
+        else []
+    )
+    if not entries:
+        return None
+    aside = run_dir / f"previous-{time.strftime('%Y%m%d-%H%M%S')}"
+    aside.mkdir()
+    for path in entries:
+        path.rename(aside / path.name)
+    return aside
 
 
 def check_run_config(run_dir: Path, cfg: Config, write: bool = True) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from vaemix.errors import VaemixError
+from vaemix.infra.atomic import write_text
 
 log = logging.getLogger("vaemix")
 _NAME = re.compile(r"^ckpt-(\d+)\.index$")
@@ -90,15 +91,16 @@ class Checkpoints:
             return []
         return sorted(int(m.group(1)) for p in self.directory.iterdir() if (m := _NAME.match(p.name)))
 
-    def steps(self) -> list[int]:
+    def steps(self, quiet: bool = False) -> list[int]:
         """Steps of the checkpoints the state file names, oldest first; rebuilt from the files present when
-        the state file is missing or names files that do not exist."""
+        the state file is missing or names files that do not exist (with a warning, unless ``quiet``: a
+        save that is about to write the state file)."""
         present = self._present()
         state = tf.train.get_checkpoint_state(str(self.directory)) if self.directory.is_dir() else None
         listed = [] if state is None else [int(p.rsplit("-", 1)[1]) for p in state.all_model_checkpoint_paths]
         if listed and set(listed) <= set(present):
             return sorted(listed)
-        if present:
+        if present and not quiet:
             why = "missing" if state is None else "names checkpoints that are not there"
             log.warning(
                 "%s: the checkpoint state file is %s; using the %d checkpoint(s) present: %s",
@@ -112,9 +114,12 @@ class Checkpoints:
         return present
 
     def _write_state(self, steps: list[int]) -> None:
-        tf.compat.v1.train.update_checkpoint_state(
-            str(self.directory), self._prefix(steps[-1]), all_model_checkpoint_paths=[self._prefix(s) for s in steps]
-        )
+        """The state file TF's readers expect (a text proto of paths relative to the directory), atomically."""
+        lines = [
+            f'model_checkpoint_path: "ckpt-{steps[-1]}"',
+            *(f'all_model_checkpoint_paths: "ckpt-{s}"' for s in steps),
+        ]
+        write_text(self.directory / "checkpoint", "\n".join(lines) + "\n")
 
     @property
     def latest(self) -> str | None:
@@ -179,7 +184,7 @@ class Checkpoints:
             self.checkpoint.write(prefix)
             if self._scratch:
                 return prefix
-            steps = sorted(set(self.steps()) | {step})
+            steps = sorted(set(self.steps(quiet=True)) | {step})
             kept = [s for s in steps if s in self.pinned or s in steps[-self.keep :]]
             self._write_state(kept)
         except (OSError, tf.errors.OpError) as e:

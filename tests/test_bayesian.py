@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from sklearn.mixture import BayesianGaussianMixture as SkBayesian
 
 from vaemix.errors import VaemixError
 from vaemix.maths.mixture.bayesian import BayesianGaussianMixture
@@ -20,13 +21,43 @@ def _matched(posterior_means: np.ndarray) -> np.ndarray:
     return np.array([int(np.argmin(np.sum((posterior_means - m) ** 2, 1))) for m in MEANS])
 
 
-def test_svi_posterior_means_recover_the_truth(data):
+def test_diagonal_svi_posterior_means_recover_the_truth(data):
     x, weights = data
-    post = BayesianGaussianMixture(3, seed=0).fit(x, "svi", epochs=100).posterior
+    post = BayesianGaussianMixture(3, "diag", seed=0).fit(x, "svi", epochs=100).posterior
     order = _matched(post.means)
     np.testing.assert_allclose(post.means[order], MEANS, atol=0.25)
     np.testing.assert_allclose(post.weights[order], weights, atol=0.06)
     np.testing.assert_allclose(np.diagonal(post.covariances[order], axis1=1, axis2=2), 1.0, atol=0.3)
+
+
+def test_full_svi_is_scikit_learns_variational_posterior(data):
+    """Same model, same priors (beta0 = 1, nu0 = D, W0^-1 = the data's covariance), same fixed point."""
+    x, _ = data
+    post = BayesianGaussianMixture(3, seed=0).fit(x, "svi", epochs=500, tol=1e-10).posterior
+    ref = SkBayesian(
+        n_components=3,
+        weight_concentration_prior_type="dirichlet_distribution",
+        weight_concentration_prior=1.0,
+        max_iter=1000,
+        tol=1e-10,
+        random_state=0,
+    ).fit(x)
+    order = [int(np.argmin(np.sum((post.means - m) ** 2, 1))) for m in ref.means_]
+    np.testing.assert_allclose(post.means[order], ref.means_, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(post.weights[order], ref.weights_, rtol=1e-3)
+    np.testing.assert_allclose(post.covariances[order], ref.covariances_, rtol=1e-3, atol=1e-3)
+
+
+def test_full_svi_recovers_correlated_covariances():
+    rng = np.random.default_rng(1)
+    covs = np.array([[[1.0, 0.8], [0.8, 1.0]], [[0.5, -0.3], [-0.3, 1.5]], [[2.0, 0.0], [0.0, 0.3]]])
+    labels = rng.choice(3, size=20_000, p=[0.2, 0.5, 0.3])
+    x = MEANS[labels] + np.einsum("nij,nj->ni", np.linalg.cholesky(covs)[labels], rng.normal(size=(20_000, 2)))
+    post = BayesianGaussianMixture(3, seed=0).fit(x, "svi").posterior
+    order = _matched(post.means)
+    np.testing.assert_allclose(post.means[order], MEANS, atol=0.05)
+    np.testing.assert_allclose(post.weights[order], [0.2, 0.5, 0.3], atol=0.02)
+    np.testing.assert_allclose(post.covariances[order], covs, atol=0.08)
 
 
 def test_hmc_posterior_recovers_the_truth_with_healthy_chains(data):

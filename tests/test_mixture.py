@@ -57,8 +57,9 @@ def test_marginal_matches_the_closed_form_and_integrates_out_dims():
     idx = [3, 0]
     m = marginal(mix, idx)
     x = rng.normal(size=(6, 2))
-    expected = logsumexp([np.log(w[k]) + multivariate_normal(mu[k][idx], cov[k][np.ix_(idx, idx)]).logpdf(x)
-                          for k in range(4)], axis=0)  # fmt: skip
+    expected = logsumexp(
+        [np.log(w[k]) + multivariate_normal(mu[k][idx], cov[k][np.ix_(idx, idx)]).logpdf(x) for k in range(4)], axis=0
+    )
     np.testing.assert_allclose(m.log_prob(x).numpy(), expected, atol=1e-8)
 
 
@@ -132,6 +133,87 @@ def test_kmeans_finds_separated_groups():
 def test_bad_data_is_a_clear_error(x, k, message):
     with pytest.raises(VaemixError, match=message):
         GaussianMixture(k).fit(x)
+
+
+def _start(x, k, seed=0):
+    """A deliberately rough start: k random rows as means, the data's covariance for every component."""
+    rng = np.random.default_rng(seed)
+    return np.full(k, 1 / k), x[rng.choice(len(x), k, replace=False)], np.tile(np.cov(x.T), (k, 1, 1))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("covariance", ["full", "diag"])
+def test_em_follows_sklearn_from_the_same_start(covariance):
+    """Same start, same 25 EM iterations: the same parameters and log-likelihood (EM is deterministic)."""
+    from sklearn.mixture import GaussianMixture as SkGMM
+
+    x, *_ = _blobs(np.random.default_rng(3), 2000)
+    weights, means, covs = _start(x, 3)
+    ours = GaussianMixture(3, covariance, max_iter=25, tol=0.0).fit(x, init=(weights, means, covs))
+    precisions = np.linalg.inv(covs) if covariance == "full" else 1 / np.diagonal(covs, axis1=1, axis2=2)
+    sk = SkGMM(
+        3,
+        covariance_type=covariance,
+        max_iter=25,
+        tol=0.0,
+        weights_init=weights,
+        means_init=means,
+        precisions_init=precisions,
+    ).fit(x)
+    np.testing.assert_allclose(ours.log_prob(x).mean(), sk.score(x), rtol=1e-6)
+    np.testing.assert_allclose(ours.means_, sk.means_, rtol=1e-5, atol=1e-6)
+    sk_covs = sk.covariances_ if covariance == "full" else np.stack([np.diag(c) for c in sk.covariances_])
+    np.testing.assert_allclose(ours.covariances_, sk_covs, rtol=1e-5, atol=1e-6)
+    assert ours.n_iter_ == 25 and not ours.converged_
+
+
+def test_streamed_fits_equal_the_in_memory_fit(tmp_path):
+    """A .npy read from disk, a memory map and a tf.data.Dataset in uneven batches: the in-memory fit to
+    float64 rounding (the blocks only change the order of the sums)."""
+    import tensorflow as tf
+
+    from vaemix.infra.arrays import NpyRows
+
+    x, *_ = _blobs(np.random.default_rng(4), 5000)
+    np.save(tmp_path / "x.npy", x)
+    memory = GaussianMixture(3, n_init=2, seed=1, block=5000).fit(x)
+    for source in (np.load(tmp_path / "x.npy", mmap_mode="r"), NpyRows(tmp_path / "x.npy")):
+        streamed = GaussianMixture(3, n_init=2, seed=1, block=777).fit(source)
+        np.testing.assert_allclose(streamed.means_, memory.means_, rtol=1e-6)
+        np.testing.assert_allclose(streamed.covariances_, memory.covariances_, rtol=1e-6)
+        np.testing.assert_allclose(streamed.mean_log_likelihood_, memory.mean_log_likelihood_, rtol=1e-6)
+    init = (memory.weights_, memory.means_, memory.covariances_)
+    dataset = tf.data.Dataset.from_tensor_slices(x).batch(613)
+    from_dataset = GaussianMixture(3).fit(dataset, init=init)
+    from_memory = GaussianMixture(3).fit(x, init=init)
+    np.testing.assert_allclose(from_dataset.means_, from_memory.means_, rtol=1e-6)
+    np.testing.assert_allclose(from_dataset.mean_log_likelihood_, from_memory.mean_log_likelihood_, rtol=1e-6)
+
+
+def test_float32_fit_is_close_to_float64():
+    x, *_ = _blobs(np.random.default_rng(5), 3000)
+    f64 = GaussianMixture(3, seed=0).fit(x)
+    f32 = GaussianMixture(3, seed=0, dtype="float32").fit(x)
+    np.testing.assert_allclose(f32.mean_log_likelihood_, f64.mean_log_likelihood_, rtol=1e-4)
+
+
+def test_bad_streams_are_clear_errors(tmp_path):
+    import tensorflow as tf
+
+    empty = tf.data.Dataset.from_tensor_slices(np.zeros((0, 2))).batch(10)
+    with pytest.raises(VaemixError, match="dataset to fit is empty"):
+        GaussianMixture(2).fit(empty)
+    with pytest.raises(VaemixError, match=r"must yield \[B, D\] batches"):
+        GaussianMixture(2).fit(tf.data.Dataset.from_tensor_slices(np.zeros((10, 2, 2))).batch(5))
+    x, *_ = _blobs(np.random.default_rng(6), 400)
+    x[350, 1] = np.nan  # past the rows that seed the fit: found by the E-step
+    with pytest.raises(VaemixError, match="rows with NaN or inf"):
+        GaussianMixture(2, init_sample=100).fit(tf.data.Dataset.from_tensor_slices(x).batch(100))
+    np.save(tmp_path / "x.npy", x)
+    with pytest.raises(VaemixError, match="1 rows with NaN or inf"):
+        GaussianMixture(2).fit(np.load(tmp_path / "x.npy", mmap_mode="r"))
+    with pytest.raises(VaemixError, match=r"non-empty \[N, D\] array"):
+        GaussianMixture(2).fit(np.zeros((0, 3)))
 
 
 def test_unfitted_gmm_is_a_clear_error():

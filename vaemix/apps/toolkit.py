@@ -65,7 +65,7 @@ def _fit(task: TaskConfig, model, record: dict, x: np.ndarray, seed: int) -> dic
         if method == "svi"
         else {"num_results": task.num_results, "num_burnin": task.num_burnin, "chains": task.chains}
     )
-    bgmm = BayesianGaussianMixture(task.components, seed=seed).fit(x, method, **options)
+    bgmm = BayesianGaussianMixture(task.components, task.covariance, seed=seed).fit(x, method, **options)
     model.assign(bgmm.distribution)
     return dict(bgmm.posterior.diagnostics)
 

@@ -133,7 +133,7 @@ class TaskConfig:
 
     kind: str = "vae"  # vae | gmm | bgmm_svi | bgmm_hmc | mdn
     components: int = 3
-    covariance: str = "full"  # gmm: full | diag
+    covariance: str = "full"  # gmm and bgmm_svi: full | diag
     n_init: int = 3
     epochs: int = 200  # bgmm_svi and mdn
     num_results: int = 500  # bgmm_hmc draws per chain after burn-in

@@ -42,15 +42,25 @@ class Table:
     spec: TableSpec
 
 
-def blobs(n: int, dims: int, clusters: int, separation: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def blobs(
+    n: int, dims: int, clusters: int, separation: float, seed: int, sample_seed: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """``n`` points from ``clusters`` Gaussians in ``dims`` dims whose means are ``separation`` * N(0, I)
-    apart and whose covariances are random with unit-order scale; returns ``x [n, dims]``, labels ``[n]``."""
+    apart and whose covariances are random with unit-order scale; returns ``x [n, dims]``, labels ``[n]``.
+    ``seed`` picks the Gaussians; ``sample_seed``, when given, draws the points from its own stream, so a
+    large set can be written a chunk at a time from the same Gaussians."""
     rng = np.random.default_rng([seed, Stream.BLOBS])
     means = rng.normal(size=(clusters, dims)) * separation
     a = rng.normal(size=(clusters, dims, dims)) / np.sqrt(dims)
     covs = a @ a.transpose(0, 2, 1) + 0.3 * np.eye(dims)
-    labels = rng.choice(clusters, size=n, p=rng.dirichlet(np.full(clusters, 5.0)))
-    x = means[labels] + np.einsum("nij,nj->ni", np.linalg.cholesky(covs)[labels], rng.normal(size=(n, dims)))
+    weights = rng.dirichlet(np.full(clusters, 5.0))
+    rng = rng if sample_seed is None else np.random.default_rng([seed, Stream.BLOBS, sample_seed])
+    labels = rng.choice(clusters, size=n, p=weights)
+    noise, chol = rng.normal(size=(n, dims)), np.linalg.cholesky(covs)
+    x = np.empty((n, dims))
+    for k in range(clusters):  # a cluster at a time: never an [N, D, D] array
+        rows = labels == k
+        x[rows] = means[k] + noise[rows] @ chol[k].T
     return x, labels
 
 

@@ -9,10 +9,9 @@ clusters the prior starts from (the benchmarks' README has the numbers).
 from __future__ import annotations
 
 import numpy as np
-from sklearn.mixture import GaussianMixture
 
 from vaemix.maths.metrics import most_agreed
-from vaemix.maths.mixture.gmm import mixture_moments
+from vaemix.maths.mixture.gmm import GaussianMixture, mixture_moments
 from vaemix.maths.mixture.kmeans import kmeans
 from vaemix.maths.numerics import COVARIANCE_FLOOR
 from vaemix.maths.priors import MixturePrior
@@ -23,12 +22,11 @@ from vaemix.maths.streams import restart_seeds
 
 
 def _gmm_fits(z: np.ndarray, k: int, covariance: str, seeds: list[int]) -> list[tuple[np.ndarray, ...]]:
-    """``(labels, weights, means, covariances)`` of one scikit-learn GMM fit per seed."""
+    """``(labels, weights, means, covariances)`` of one EM fit (a k-means++ start) per seed."""
     fits = []
     for s in seeds:
-        gmm = GaussianMixture(k, covariance_type=covariance, reg_covar=COVARIANCE_FLOOR, random_state=s).fit(z)
-        cov = gmm.covariances_ if covariance == "full" else np.stack([np.diag(c) for c in gmm.covariances_])
-        fits.append((gmm.predict(z), gmm.weights_, gmm.means_, cov))
+        gmm = GaussianMixture(k, covariance, n_init=1, reg_covar=COVARIANCE_FLOOR, seed=s).fit(z)
+        fits.append((gmm.predict(z), gmm.weights_, gmm.means_, gmm.covariances_))  # [K, D, D] for both
     return fits
 
 

@@ -1,6 +1,8 @@
 """Bayesian Gaussian mixtures: a posterior over weights, means and covariances instead of a point fit.
 
-``method="svi"`` (:mod:`~vaemix.maths.mixture.svi`) or ``"hmc"`` (:mod:`~vaemix.maths.mixture.hmc`).
+``method="svi"``: variational inference, full covariance (:mod:`~vaemix.maths.mixture.svi_full`, natural
+gradients on a Normal-Wishart family) or diagonal (:mod:`~vaemix.maths.mixture.svi`, reparameterised
+gradients); ``method="hmc"``: the full posterior by Hamiltonian Monte Carlo (:mod:`~vaemix.maths.mixture.hmc`).
 Data are standardised internally (priors are set on the standardised scale) and results are reported on
 the original scale.
 """
@@ -13,9 +15,10 @@ import numpy as np
 
 from vaemix.errors import VaemixError
 from vaemix.maths.keras import tfd
-from vaemix.maths.mixture.checks import check_data
+from vaemix.maths.mixture.checks import check_data, check_options
 from vaemix.maths.mixture.hmc import fit_hmc
 from vaemix.maths.mixture.svi import fit_svi
+from vaemix.maths.mixture.svi_full import fit_full_svi
 from vaemix.maths.priors import gaussian_mixture
 
 
@@ -32,10 +35,17 @@ class Posterior:
 class BayesianGaussianMixture:
     """``BayesianGaussianMixture(K).fit(x, method="svi"|"hmc")`` then ``.posterior`` and ``.distribution``."""
 
-    def __init__(self, components: int, concentration: float = 1.0, mean_scale: float = 2.0, seed: int = 0):
-        if components < 1:
-            raise VaemixError(f"components={components} is out of range; it must be >= 1")
+    def __init__(
+        self,
+        components: int,
+        covariance: str = "full",
+        concentration: float = 1.0,
+        mean_scale: float = 2.0,
+        seed: int = 0,
+    ):
+        check_options(components, covariance)
         self.components, self.concentration, self.mean_scale, self.seed = components, concentration, mean_scale, seed
+        self.covariance = covariance
         self.posterior: Posterior | None = None
 
     @property
@@ -52,10 +62,13 @@ class BayesianGaussianMixture:
             raise VaemixError(f"method={method!r} is not allowed; choose one of: svi, hmc")
         x = check_data(x, self.components)
         shift, scale = x.mean(0), x.std(0) + 1e-12
-        fit = fit_svi if method == "svi" else fit_hmc
-        weights, means, covs, diagnostics = fit(
-            (x - shift) / scale, self.components, self.concentration, self.mean_scale, self.seed, **options
-        )
+        z, k, a = (x - shift) / scale, self.components, self.concentration
+        if method == "hmc":
+            weights, means, covs, diagnostics = fit_hmc(z, k, a, self.mean_scale, self.seed, **options)
+        elif self.covariance == "full":
+            weights, means, covs, diagnostics = fit_full_svi(z, k, a, self.seed, **options)
+        else:
+            weights, means, covs, diagnostics = fit_svi(z, k, a, self.mean_scale, self.seed, **options)
         f64 = lambda a: np.asarray(a, np.float64)  # noqa: E731  (SVI runs in float32, HMC in float64)
         s = np.diag(scale)
         self.posterior = Posterior(f64(weights), f64(means) * scale + shift, s @ f64(covs) @ s, diagnostics)

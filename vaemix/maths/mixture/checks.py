@@ -16,9 +16,24 @@ def check_data(x, components: int | None = None, name: str = "x") -> np.ndarray:
     if bad.any():
         raise VaemixError(f"{name} has {int(bad.sum())} rows with NaN or inf (first: row {int(np.argmax(bad))})")
     if components is not None:
-        distinct = len(np.unique(x, axis=0))
+        distinct = distinct_rows(x)
         if distinct < components:
             raise VaemixError(
                 f"{name} has {distinct} distinct points for {components} components; use fewer components"
             )
     return x
+
+
+def distinct_rows(x: np.ndarray) -> int:
+    """The number of distinct rows of ``x [N, D]``, from one random projection of each (distinct rows
+    project apart with probability 1): a sort of N numbers instead of N rows."""
+    direction = np.random.default_rng(0).normal(size=x.shape[1])
+    return len(np.unique(x @ direction))
+
+
+def check_options(components: int, covariance: str) -> None:
+    """A mixture's component count and covariance structure, or a clear error."""
+    if components < 1:
+        raise VaemixError(f"components={components} is out of range; it must be >= 1")
+    if covariance not in ("full", "diag"):
+        raise VaemixError(f"covariance={covariance!r} is not allowed; choose one of: full, diag")

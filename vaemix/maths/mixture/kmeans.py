@@ -19,21 +19,30 @@ def kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndar
     return np.stack(centres)
 
 
+def lloyd(x: np.ndarray, centres: np.ndarray, iters: int = 100) -> tuple[np.ndarray, np.ndarray, float]:
+    """Lloyd's iterations from ``centres`` until no point changes cluster (or ``iters``): the centres,
+    labels ``[N]`` and inertia."""
+    k, previous = len(centres), None
+    for _ in range(iters):
+        d2 = np.sum(centres**2, 1)[None] - 2 * x @ centres.T  # |x - c|^2 less |x|^2, which ties every c
+        labels = np.argmin(d2, axis=1)
+        if previous is not None and np.array_equal(labels, previous):
+            break
+        onehot = np.zeros((len(x), k))
+        onehot[np.arange(len(x)), labels] = 1.0  # [N, K]; np.eye(k)[labels] builds it more slowly
+        counts = onehot.sum(0)[:, None]
+        centres = np.where(counts > 0, onehot.T @ x / np.maximum(counts, 1), centres)  # an empty one stays put
+        previous = labels
+    return centres, labels, float(np.sum(np.min(d2, axis=1)) + np.sum(x**2))
+
+
 def kmeans(x: np.ndarray, k: int, seed: int = 0, n_init: int = 10, iters: int = 100) -> np.ndarray:
     """Lloyd's k-means from k-means++ seeds, best of ``n_init`` by inertia; returns labels ``[N]``."""
     x = check_data(x, k)
     rng = np.random.default_rng(seed)
     best, best_inertia = None, np.inf
     for _ in range(n_init):
-        centres = kmeans_plus_plus(x, k, rng)
-        for _ in range(iters):
-            d2 = np.sum(x**2, 1)[:, None] - 2 * x @ centres.T + np.sum(centres**2, 1)[None]
-            labels = np.argmin(d2, axis=1)
-            new = np.stack([x[labels == j].mean(0) if np.any(labels == j) else centres[j] for j in range(k)])
-            if np.allclose(new, centres):
-                break
-            centres = new
-        inertia = float(np.sum(np.min(d2, axis=1)))
+        _, labels, inertia = lloyd(x, kmeans_plus_plus(x, k, rng), iters)
         if inertia < best_inertia:
             best, best_inertia = labels, inertia
     return best

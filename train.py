@@ -9,6 +9,7 @@ import hydra
 from omegaconf import DictConfig
 
 from vaemix.cli import main_guard, run_dir
+from vaemix.errors import VaemixError
 from vaemix.infra.config import register_schemas
 from vaemix.infra.validation import to_config
 
@@ -27,13 +28,28 @@ def _train(cfg: DictConfig) -> dict:
     from vaemix.apps.training import train
 
     metrics = train(config, run_dir(), command=sys.argv)
-    print(f"done: step {metrics['step']}, eval ELBO {metrics['elbo']:.2f} nats; run dir {run_dir()}")
+    clusters = (
+        f", cluster separation {metrics['separation']:.3f} and confidence {metrics['confidence']:.3f} (label-free)"
+        if "separation" in metrics
+        else ""
+    )
+    print(f"done: step {metrics['step']}, eval ELBO {metrics['elbo']:.2f} nats{clusters}; run dir {run_dir()}")
     return metrics
 
 
+def _objective(cfg: DictConfig) -> float | None:
+    """The run's ``optimized_metric``, for a Hydra sweeper (None when not asked for)."""
+    metrics, name = _train(cfg), cfg.get("optimized_metric")
+    if name is None:
+        return None
+    if name not in metrics:
+        raise VaemixError(f"optimized_metric={name} is not among this run's metrics: {', '.join(sorted(metrics))}")
+    return float(metrics[name])
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def main(cfg: DictConfig) -> None:
-    main_guard(_train, cfg)
+def main(cfg: DictConfig) -> float | None:
+    return main_guard(_objective, cfg)
 
 
 if __name__ == "__main__":

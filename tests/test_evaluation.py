@@ -38,7 +38,8 @@ def test_round_trip_elbo_equals_training_and_iwae_is_tighter(trained_run):
     assert 0.0 <= m["cluster_acc"] <= 1.0 and 0.0 <= m["nmi"] <= 1.0 and 1 <= m["components_used"] <= 3
     saved = json.loads((run_dir / "eval" / "metrics.json").read_text())
     assert saved["elbo"] == pytest.approx(m["elbo"])
-    for name in ["reconstructions", "samples", "latent", "weights"]:
+    assert -1.0 <= m["separation"] <= 1.0 and 1 / 3 <= m["confidence"] <= 1.0  # label-free signals
+    for name in ["reconstructions", "samples", "latent", "weights", "confusion"]:
         assert (run_dir / "eval" / f"{name}.png").stat().st_size > 500
     assert (run_dir / "eval" / "projector" / "projector_config.pbtxt").exists()  # a reader writes under eval/
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from vaemix.maths.metrics import cluster_accuracy, clustering_metrics, most_agreed
-from vaemix.maths.priors import MixturePrior, most_probable_component
+from vaemix.maths.metrics import cluster_accuracy, cluster_separation, clustering_metrics, most_agreed
+from vaemix.maths.priors import MixturePrior, assignment_confidence, most_probable_component
 
 
 def test_hungarian_matching_hand_worked():
@@ -38,3 +38,21 @@ def test_most_agreed_keeps_the_clustering_the_others_repeat():
     expected = (adjusted_rand_score(a, odd) + adjusted_rand_score(a, near) + 1.0) / 3
     assert agreement == pytest.approx(expected)
     assert most_agreed([odd]) == (0, 1.0)
+
+
+def test_label_free_signals_tell_separated_from_merged_clusters():
+    """Two well-separated blobs split in two: silhouette near 1, confidence near 1; one blob cut in half:
+    silhouette near 0.6 (the closed form for a cut 1-d Gaussian is ~0.5-0.6), confidence lower."""
+    rng = np.random.default_rng(0)
+    two = np.concatenate([rng.normal(-10, 1, size=(500, 1)), rng.normal(10, 1, size=(500, 1))])
+    split = (two[:, 0] > 0).astype(int)
+    assert cluster_separation(two, split) > 0.85
+    one = rng.normal(0, 1, size=(1000, 1))
+    halves = (one[:, 0] > 0).astype(int)
+    assert 0.4 < cluster_separation(one, halves) < 0.7
+    assert np.isnan(cluster_separation(one, np.zeros(1000, int)))
+    prior = MixturePrior(2, 1)
+    prior.assign(np.array([0.5, 0.5]), np.array([[-10.0], [10.0]]), np.ones((2, 1, 1)))
+    assert assignment_confidence(prior(), two) > 0.99
+    prior.assign(np.array([0.5, 0.5]), np.array([[-0.1], [0.1]]), np.ones((2, 1, 1)))
+    assert 0.5 <= assignment_confidence(prior(), one) < 0.55  # overlapping components: p(k|z) near 1/2

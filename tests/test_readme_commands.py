@@ -29,6 +29,7 @@ SKIPPED = {
     "tensorboard": "a server that runs until it is stopped",
     "TF_CONFIG=": "needs two machines; tests/test_fault_tolerance.py runs two workers on 127.0.0.1",
     "python benchmarks/": "benchmarks run for minutes to hours; they are run by hand and their results committed",
+    "python train.py -m hparams_search=": "a sweep of full runs; tests/test_sweep.py runs it with two tiny trials",
 }
 SCRIPTS = ("train.py", "evaluate.py", "predict.py", "export.py")
 TOOLS = ("ruff", "lint-imports")

@@ -95,6 +95,9 @@ def _evaluate_fit(run_dir: Path, cfg: Config, data: DataConfig | None) -> dict:
 NOTES = {
     "iwae_cross_entropy": "grey levels scored by a Bernoulli likelihood: a cross-entropy in nats, not a "
     "log-likelihood (train with data.binarize=static for one)",
+    "separation": "label-free: the silhouette of the model's clusters of the latent means (-1 to 1, higher is "
+    "better separated)",
+    "confidence": "label-free: the mean of max_k p(k|z) (1/K to 1)",
 }
 
 

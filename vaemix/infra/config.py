@@ -153,6 +153,8 @@ class Config:
     strategy: StrategyConfig = MISSING
     task: TaskConfig = field(default_factory=TaskConfig)
     seed: int = 0
+    # What train.py returns to a Hydra sweeper (conf/hparams_search/): a final metric, higher is better
+    optimized_metric: str | None = None
 
 
 @dataclass

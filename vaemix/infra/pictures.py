@@ -16,6 +16,7 @@ import tensorflow as tf  # noqa: E402
 from matplotlib.patches import Ellipse  # noqa: E402
 
 from vaemix.infra.atomic import write_bytes  # noqa: E402
+from vaemix.maths.metrics import component_label_counts  # noqa: E402
 from vaemix.maths.priors import MixturePrior  # noqa: E402
 from vaemix.maths.streams import Stream  # noqa: E402
 from vaemix.maths.vae import VAE  # noqa: E402
@@ -106,11 +107,18 @@ def figure_array(fig: plt.Figure) -> np.ndarray:
     return tf.io.decode_png(buf.getvalue(), channels=3).numpy()
 
 
-def _projection(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
-    """Centre and 2-D projection ``P [D, 2]`` (the first two dims when D <= 2, else PCA)."""
+def _projection(z: np.ndarray, clusters: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+    """Centre and 2-D projection ``P [D, 2]``: the first two dims when D <= 2; else the linear discriminants
+    of the model's own components (the two directions that best separate them; no labels), or PCA when
+    fewer than three components are used."""
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
     mean = z.mean(axis=0)
     if z.shape[1] <= 2:
         return mean, np.eye(z.shape[1], 2), "z"
+    if len(np.unique(clusters)) >= 3:
+        lda = LinearDiscriminantAnalysis(n_components=2).fit(z, clusters)
+        return lda.xbar_, lda.scalings_[:, :2], "discriminant "
     _, _, vt = np.linalg.svd(z - mean, full_matrices=False)
     return mean, vt[:2].T, "PC"
 
@@ -118,7 +126,7 @@ def _projection(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
 def latent_space(z: np.ndarray, clusters: np.ndarray, labels: np.ndarray | None, prior=None) -> np.ndarray:
     """Scatter of encoder means coloured by component (and by label when known), with each component's
     2-sigma ellipse projected the same way."""
-    mean, proj, axis_name = _projection(z)
+    mean, proj, axis_name = _projection(z, clusters)
     pts = (z - mean) @ proj  # [N, 2]
     panels = [("by component", clusters)] + ([("by label", labels)] if labels is not None else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 5), squeeze=False)
@@ -136,6 +144,31 @@ def latent_space(z: np.ndarray, clusters: np.ndarray, labels: np.ndarray | None,
         ax.set_title(f"latent means {title}")
         ax.set_xlabel(f"{axis_name}1")
         ax.set_ylabel(f"{axis_name}2")
+    return figure_array(fig)
+
+
+def confusion(clusters: np.ndarray, labels: np.ndarray, components: int) -> np.ndarray:
+    """Component-by-label counts, each row shaded by its share of the component, with every component's
+    size, majority label and purity (the majority's share) at the right."""
+    values, counts = component_label_counts(clusters, labels, components)
+    shares = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(0.55 * len(values) + 3.5, 0.4 * components + 1.5))
+    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+    for (k, j), c in np.ndenumerate(counts):
+        if c:
+            ax.text(
+                j, k, str(c), ha="center", va="center", fontsize=7, color="white" if shares[k, j] > 0.5 else "black"
+            )
+    for k in range(components):
+        size = counts[k].sum()
+        note = f"n={size}, {values[counts[k].argmax()]}: {counts[k].max() / size:.0%}" if size else "empty"
+        ax.text(len(values) - 0.3, k, note, va="center", fontsize=7)
+    ax.set_xticks(range(len(values)), [str(v) for v in values])
+    ax.set_yticks(range(components))
+    ax.set_xlabel("label")
+    ax.set_ylabel("component")
+    purity = counts.max(1).sum() / counts.sum()
+    ax.set_title(f"components against labels (purity {purity:.3f})")
     return figure_array(fig)
 
 
@@ -163,6 +196,8 @@ def all_pictures(
     pictures["latent"] = latent_space(z, clusters if clusters is not None else np.zeros(len(z), int), labels, vae.prior)
     if isinstance(vae.prior, MixturePrior):
         pictures["weights"] = mixture_weights(vae.prior)
+        if clusters is not None and labels is not None:
+            pictures["confusion"] = confusion(clusters, labels, vae.prior.components)
     return pictures
 
 

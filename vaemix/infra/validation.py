@@ -24,6 +24,8 @@ from vaemix.infra.config import (
 )
 
 TASKS = ("vae", "gmm", "bgmm_svi", "bgmm_hmc", "mdn")
+# What a sweep may maximise: label-free signals first, then those that need labels
+OBJECTIVES = ("confidence", "separation", "elbo", "cluster_acc", "nmi", "ari")
 LIKELIHOODS = ("auto", "bernoulli", "gaussian", "gaussian_per_feature", "logistic")
 
 
@@ -145,6 +147,8 @@ def validate(cfg: Config) -> Config:
         check_task(cfg.task, cfg.data)
         return cfg
     check_data(cfg.data)
+    if cfg.optimized_metric is not None:
+        choice("optimized_metric", cfg.optimized_metric, OBJECTIVES)
     check_model(cfg.model, cfg.data)
     check_prior(cfg.prior, cfg.trainer.pretrain_epochs)
     check_trainer(cfg.trainer, cfg.data.augment)

@@ -1,10 +1,11 @@
-"""Clustering metrics: accuracy under the best matching, NMI, ARI, and the consensus of clusterings."""
+"""Clustering metrics: accuracy under the best matching, NMI, ARI, the consensus of clusterings, and the
+label-free separation of clusters."""
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
 
 
 def cluster_accuracy(labels: np.ndarray, clusters: np.ndarray) -> float:
@@ -61,3 +62,20 @@ def majority_labels(labels: np.ndarray, clusters: np.ndarray, components: int) -
         label = values[top].item()
         out.append({"component": k, "size": len(members), "label": label, "purity": counts[top] / len(members)})
     return out
+
+
+def cluster_separation(z: np.ndarray, clusters: np.ndarray, seed: int = 0, sample: int = 2_000) -> float:
+    """The silhouette of the clusters of ``z [N, D]`` (on at most ``sample`` rows): near 1 when clusters are
+    compact and far apart, near 0 when neighbours overlap. Needs no labels; NaN with one cluster."""
+    if len(np.unique(clusters)) < 2:
+        return float("nan")
+    size = min(sample, len(z)) if len(z) > sample else None
+    return float(silhouette_score(z, clusters, sample_size=size, random_state=seed))
+
+
+def component_label_counts(clusters: np.ndarray, labels: np.ndarray, components: int) -> tuple[np.ndarray, np.ndarray]:
+    """The label values ``[L]`` and the counts ``[components, L]`` of each label in each component."""
+    values, label_index = np.unique(labels, return_inverse=True)
+    counts = np.zeros((components, len(values)), np.int64)
+    np.add.at(counts, (np.asarray(clusters), label_index), 1)
+    return values, counts

@@ -36,13 +36,26 @@ def component_log_posterior(mixture: tfd.MixtureSameFamily, z: tf.Tensor) -> tf.
     return tf.math.log_softmax(log_joint, axis=-1)
 
 
-def most_probable_component(mixture: tfd.MixtureSameFamily, z, chunk: int = 16_384) -> np.ndarray:
-    """The model's own clusters: ``argmax_k p(k|z)``, ``[N, D] -> [N]``, ``chunk`` rows at a time (the
-    components' log densities broadcast to ``[chunk, K, D]``)."""
+def _log_posteriors(mixture: tfd.MixtureSameFamily, z, chunk: int) -> np.ndarray:
+    """``log p(k|z)`` ``[N, K]``, ``chunk`` rows at a time (the components' log densities broadcast to
+    ``[chunk, K, D]``)."""
     z = np.asarray(z)
-    parts = [component_log_posterior(mixture, tf.convert_to_tensor(z[i : i + chunk], mixture.dtype)).numpy()
-             for i in range(0, len(z), chunk)]  # fmt: skip
-    return np.argmax(np.concatenate(parts), axis=-1) if parts else np.zeros(0, np.int64)
+    parts = [
+        component_log_posterior(mixture, tf.convert_to_tensor(z[i : i + chunk], mixture.dtype)).numpy()
+        for i in range(0, len(z), chunk)
+    ]
+    return np.concatenate(parts) if parts else np.zeros((0, mixture.mixture_distribution.logits.shape[-1]))
+
+
+def most_probable_component(mixture: tfd.MixtureSameFamily, z, chunk: int = 16_384) -> np.ndarray:
+    """The model's own clusters: ``argmax_k p(k|z)``, ``[N, D] -> [N]``."""
+    return np.argmax(_log_posteriors(mixture, z, chunk), axis=-1)
+
+
+def assignment_confidence(mixture: tfd.MixtureSameFamily, z, chunk: int = 16_384) -> float:
+    """The mean over rows of ``max_k p(k|z)``: 1 when every point sits inside one component, 1/K when
+    the components overlap completely. Needs no labels."""
+    return float(np.exp(_log_posteriors(mixture, z, chunk).max(-1)).mean())
 
 
 class MixturePrior(tf.Module):

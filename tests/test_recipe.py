@@ -56,10 +56,10 @@ def test_pretraining_and_prior_fit_are_checkpointed_not_redone(tiny_config, blob
 
 @pytest.mark.slow
 def test_default_recipe_clusters_mnist5k(tfds_dir, tmp_path):
-    """The real default on seed 7 (about 3.5 minutes on 2 cores; benchmarks/results/clustering.json: ACC 0.900,
-    confidence 0.974): the digits are found in unlabelled data, and the label-free signal says so."""
+    """The real default on seed 7 (about 3.5 minutes on 2 cores; benchmarks/results/clustering.json: ACC 0.904,
+    confidence 0.973): the digits are found in unlabelled data, and the label-free signal says so."""
     from conftest import compose_config
 
     m = train(compose_config(f"data.data_dir={tfds_dir}", "trainer.progress=false", "seed=7"), tmp_path)
     assert m["cluster_acc"] >= 0.86 and m["components_used"] == 10
-    assert m["confidence"] >= 0.9625  # the 10 benchmark seeds: above 0.9625 exactly where ACC > 0.85
+    assert m["confidence"] >= 0.96  # of the 10 benchmark seeds, the one that merged digits had 0.957

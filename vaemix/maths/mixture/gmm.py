@@ -158,8 +158,9 @@ def _m_step(nk, sk, qk, n: float, reg_covar: float, diag: bool) -> tuple[np.ndar
     return np.log(nk / n), means, np.linalg.inv(chol).transpose(0, 2, 1)
 
 
-def _hard_statistics(centred: np.ndarray, labels: np.ndarray, k: int, diag: bool) -> list[np.ndarray]:
-    """:func:`_hard_step`'s statistics of rows already labelled (when the k-means sample is all the data)."""
+def hard_statistics(centred: np.ndarray, labels: np.ndarray, k: int, diag: bool) -> list[np.ndarray]:
+    """Counts, sums and sums of outer products (squares) of rows already labelled: :func:`_hard_step`'s
+    statistics when the k-means sample is all the data, and variational inference's start."""
     onehot = np.eye(k)[labels]  # [N, K]
     if diag:
         return [onehot.sum(0), onehot.T @ centred, onehot.T @ centred**2]
@@ -245,7 +246,7 @@ class GaussianMixture:
         centred = sample - shift.numpy()
         centres, labels, _ = lloyd(centred, kmeans_plus_plus(centred, self.components, rng), self.lloyd_iters)
         if rows.n is not None and rows.n == len(sample):  # the sample is all the rows, in order
-            stats = _hard_statistics(centred, labels, self.components, self.covariance == "diag")
+            stats = hard_statistics(centred, labels, self.components, self.covariance == "diag")
         else:
             stats = self._pass(rows, _hard_step, shift, tf.constant(centres, self.dtype))
         n = float(np.sum(stats[0]))

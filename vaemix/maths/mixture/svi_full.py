@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from scipy.special import digamma
 
-from vaemix.maths.mixture.gmm import sufficient_statistics
+from vaemix.maths.mixture.gmm import hard_statistics, sufficient_statistics
 from vaemix.maths.mixture.kmeans import kmeans_plus_plus, lloyd
 
 
@@ -93,14 +93,13 @@ def _prior(z: np.ndarray, k: int, concentration: float) -> NormalWishart:
 
 
 def _kmeans_start(z: np.ndarray, k: int, restarts: int, rng: np.random.Generator, sample: int = 20_000):
-    """One-hot responsibilities ``[N, K]`` of the best (by inertia) of ``restarts`` k-means runs on at most
+    """The labels ``[N]`` of the best (by inertia) of ``restarts`` k-means runs on at most
     ``sample`` rows: variational inference keeps the mode it starts in."""
     rows = z if len(z) <= sample else z[rng.choice(len(z), sample, replace=False)]
     centres, _, _ = min((lloyd(rows, kmeans_plus_plus(rows, k, rng), 30) for _ in range(restarts)), key=lambda r: r[2])
-    nearest = np.concatenate(
+    return np.concatenate(
         [np.argmin(((z[i : i + 65_536, None] - centres[None]) ** 2).sum(-1), 1) for i in range(0, len(z), 65_536)]
     )
-    return np.eye(k)[nearest]
 
 
 def fit_full_svi(
@@ -120,9 +119,8 @@ def fit_full_svi(
     or (None) in full batches, which is CAVI. Started from the best of ``start_restarts`` k-means runs."""
     n = len(z)
     prior, rng = _prior(z, components, concentration), np.random.default_rng(seed)
-    start = _kmeans_start(z, components, start_restarts, rng)  # [N, K]
-    outer = np.stack([(z * start[:, k : k + 1]).T @ z for k in range(components)])  # [K, D, D], by BLAS
-    stats = [tf.constant(a) for a in (start.sum(0), start.T @ z, outer)]
+    labels = _kmeans_start(z, components, start_restarts, rng)  # [N]
+    stats = [tf.constant(a) for a in hard_statistics(z, labels, components, diag=False)]
     q, t, history, x = _target(prior, stats, 1.0), 0, [-np.inf], tf.constant(z)
     for _ in range(epochs):
         total = 0.0

@@ -47,6 +47,8 @@ def _vaemix_run(name: str, overrides: list[str], run_dir: Path, iwae_samples: in
         print(f"  {name}: FAILED ({reason})", flush=True)
         return {"failed": reason, "wall_s": wall}
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    if (candidates := run_dir / "pretrain_candidates.json").is_file():  # trainer.pretrain_candidates > 1
+        metrics["pretrain_candidates"] = json.loads(candidates.read_text())
     if iwae_samples:
         subprocess.run(
             [

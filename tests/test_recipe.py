@@ -1,10 +1,16 @@
 """The clustering recipe: pretraining, prior initialisation, augmentation, and their resumability."""
 
+import json
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from vaemix.apps.resolve import resolve
 from vaemix.apps.training import train
+from vaemix.errors import VaemixError
+from vaemix.infra.datasets import load_dataset
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +58,48 @@ def test_pretraining_and_prior_fit_are_checkpointed_not_redone(tiny_config, blob
     train(cfg("trainer.max_steps=1"), tmp_path)
     again = tf.train.load_checkpoint(str(tmp_path / "checkpoints" / "ckpt-0"))
     np.testing.assert_allclose(again.get_tensor("prior/loc/.ATTRIBUTES/VARIABLE_VALUE"), loc0, atol=1e-6)
+
+
+def _encoder_kernel(path) -> np.ndarray:
+    """The first encoder layer's kernel in a checkpoint (a run's ckpt-N or a pretraining's)."""
+    reader = tf.train.load_checkpoint(str(path))
+    (key,) = [k for k in reader.get_variable_to_shape_map() if re.search(r"encoder/layer_with_weights-0/kernel/", k)]
+    return reader.get_tensor(key)
+
+
+def test_pretraining_candidates_keep_the_most_confident_and_resume(tiny_config, blobs, tmp_path):
+    # One epoch of pretraining, so that the candidates differ; on seed 4 two of them merge two clusters.
+    overrides = (*RECIPE, f"data.images={blobs}", "trainer.pretrain_epochs=1", "seed=4")
+    cfg = lambda *o: tiny_config(*overrides, "trainer.pretrain_candidates=3", *o)  # noqa: E731
+    final = train(cfg("trainer.max_steps=1"), tmp_path)
+    record = json.loads((tmp_path / "pretrain_candidates.json").read_text())
+    candidates = record["candidates"]
+    assert [c["seed"] for c in candidates] == [4, 500_013, 1_000_022]
+    assert record["kept"] == int(np.argmax([c["confidence"] for c in candidates])) == 1  # not the last
+    assert min(c["test_cluster_acc"] for c in candidates) < 0.9 < final["cluster_acc"]
+    kept = tmp_path / "checkpoints" / ("pretrain" + (f"-{record['kept']}" if record["kept"] else ""))
+    ckpt0 = tmp_path / "checkpoints" / "ckpt-0"
+    np.testing.assert_array_equal(_encoder_kernel(ckpt0), _encoder_kernel(tf.train.latest_checkpoint(str(kept))))
+    # Candidate 0 is the run a single pretraining would have made.
+    assert train(tiny_config(*overrides, "trainer.max_steps=1"), tmp_path / "one")["step"] == 1
+    first = tf.train.latest_checkpoint(str(tmp_path / "checkpoints" / "pretrain"))
+    alone = tf.train.latest_checkpoint(str(tmp_path / "one" / "checkpoints" / "pretrain"))
+    np.testing.assert_array_equal(_encoder_kernel(first), _encoder_kernel(alone))
+    # Killed before ckpt-0: no candidate is pretrained again, and the same one is kept.
+    for f in (tmp_path / "checkpoints").glob("ckpt-*"):
+        f.unlink()
+    (tmp_path / "checkpoints" / "checkpoint").unlink()
+    (tmp_path / "pretrain_candidates.json").unlink()
+    train(cfg("trainer.max_steps=1"), tmp_path)
+    assert json.loads((tmp_path / "pretrain_candidates.json").read_text()) == record
+    np.testing.assert_array_equal(_encoder_kernel(ckpt0), _encoder_kernel(tf.train.latest_checkpoint(str(kept))))
+
+
+def test_pretraining_candidates_need_a_fitted_prior(tiny_config):
+    with pytest.raises(VaemixError, match=r"trainer.pretrain_candidates=2 .* prior.init=random"):
+        tiny_config("trainer.pretrain_candidates=2", "trainer.pretrain_epochs=1")
+    normal = tiny_config("trainer.pretrain_candidates=2", "trainer.pretrain_epochs=1", "prior=normal")
+    assert resolve(normal, load_dataset(normal.data, 0)[0]).trainer.pretrain_candidates == 1
 
 
 @pytest.mark.slow

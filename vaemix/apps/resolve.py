@@ -46,6 +46,19 @@ def _batch(cfg: Config, data: Dataset, replicas: int) -> int:
     return batch
 
 
+def _candidates(cfg: Config) -> int:
+    """``trainer.pretrain_candidates``, or 1 where there is no mixture to choose a candidate by."""
+    candidates = cfg.trainer.pretrain_candidates
+    if candidates > 1 and cfg.prior.kind != "gmm":
+        log.info(
+            "trainer.pretrain_candidates=%d: prior=%s has no clusters to choose by; one pretraining",
+            candidates,
+            cfg.prior.kind,
+        )
+        return 1
+    return candidates
+
+
 def _likelihood(cfg: Config, data: Dataset) -> str:
     if cfg.model.likelihood != "auto":
         return cfg.model.likelihood
@@ -56,7 +69,8 @@ def _likelihood(cfg: Config, data: Dataset) -> str:
 
 def resolve(cfg: Config, data: Dataset, replicas: int = 1) -> Config:
     """``cfg`` with ``model.likelihood=auto``, ``model.hidden``, ``model.latent_dim`` and ``trainer.batch_size``
-    null, and a batch larger than a table's training split, resolved."""
+    null, a batch larger than a table's training split, and pretraining candidates without a mixture to
+    choose them by, resolved."""
     n, k = len(data.train), cfg.prior.components
     if cfg.prior.kind == "gmm" and n < k:
         raise VaemixError(f"the training split has {n} rows for prior.components={k}; use fewer components")
@@ -69,7 +83,8 @@ def resolve(cfg: Config, data: Dataset, replicas: int = 1) -> Config:
     hidden = cfg.model.hidden or (table_widths(data.shape[0]) if table else IMAGE_WIDTHS)
     latent = cfg.model.latent_dim or (table_latent_dim(data.shape[0]) if table else IMAGE_LATENT)
     model = replace(cfg.model, likelihood=likelihood, hidden=list(hidden), latent_dim=latent)
-    resolved = replace(cfg, model=model, trainer=replace(cfg.trainer, batch_size=_batch(cfg, data, replicas)))
+    trainer = replace(cfg.trainer, batch_size=_batch(cfg, data, replicas), pretrain_candidates=_candidates(cfg))
+    resolved = replace(cfg, model=model, trainer=trainer)
     if table or likelihood != cfg.model.likelihood:
         widths = f", MLP widths {'-'.join(map(str, hidden))}" if cfg.model.architecture == "mlp" else ""
         shape = "x".join(map(str, data.shape))

@@ -80,6 +80,12 @@ def build_state(cfg: Config, shape: tuple[int, ...], steps_per_epoch: int) -> St
         optimizers["prior_optimizer"] = prior_optimizer
     for opt, vs in updates:
         opt.build(vs)
-    pre_optimizer = _adam(t.pretrain_lr, jit, scaled)
-    pre_optimizer.build(vae.network_variables)
-    return State(vae, optimizer, updates, optimizers, pre_optimizer)
+    return State(vae, optimizer, updates, optimizers, pretrain_optimizer(cfg, vae))
+
+
+def pretrain_optimizer(cfg: Config, vae: VAE) -> keras.optimizers.Optimizer:
+    """A fresh optimizer of pretraining, built; call in ``strategy.scope()``."""
+    jit = use_jit(cfg.trainer.jit, cfg.model.architecture).update
+    optimizer = _adam(cfg.trainer.pretrain_lr, jit, cfg.trainer.precision == "mixed_float16")
+    optimizer.build(vae.network_variables)
+    return optimizer

@@ -4,7 +4,8 @@ A run has up to two phases, each resumable on its own:
 
 1. ``pretrain`` (``trainer.pretrain_epochs``): the encoder and decoder as a plain autoencoder
    (z = encoder mean), checkpointed under ``checkpoints/pretrain``; then the prior is fitted to the
-   pretrained latent means (``prior.init``) and saved at once as ``ckpt-0``.
+   pretrained latent means (``prior.init``) and saved at once as ``ckpt-0``
+   (:mod:`vaemix.apps.pretraining`, which also keeps the best of ``trainer.pretrain_candidates``).
 2. the ELBO phase: distortion + beta * rate, beta warming up over ``trainer.kl_warmup_epochs``.
 """
 
@@ -15,12 +16,12 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import tensorflow as tf
 
 from vaemix.apps.loop import Loop, Phase
+from vaemix.apps.pretraining import initialise
 from vaemix.apps.resolve import resolve
-from vaemix.apps.scoring import elbo_evaluator, latent_means, model_report
+from vaemix.apps.scoring import elbo_evaluator, model_report
 from vaemix.apps.state import State, build_state
 from vaemix.apps.steps import Schedule, StepOptions, make_schedule, make_train_step, use_jit
 from vaemix.errors import VaemixError
@@ -28,7 +29,7 @@ from vaemix.infra.atomic import write_json
 from vaemix.infra.checkpoints import Checkpoints
 from vaemix.infra.config import Config
 from vaemix.infra.datasets import load_dataset
-from vaemix.infra.examples import Dataset, Examples
+from vaemix.infra.examples import Dataset
 from vaemix.infra.lock import RunLock
 from vaemix.infra.pictures import all_pictures
 from vaemix.infra.rundir import (
@@ -41,16 +42,10 @@ from vaemix.infra.rundir import (
 )
 from vaemix.infra.strategies import is_chief, make_strategy
 from vaemix.infra.summaries import Summaries, hparam_values, prior_scalars
-from vaemix.maths.networks import reset_encoder_scale
-from vaemix.maths.prior_init import fit_prior
-from vaemix.maths.priors import MixturePrior
-from vaemix.maths.streams import AUGMENTATION_VIEWS, PRETRAIN_OFFSET, Stream
+from vaemix.maths.streams import AUGMENTATION_VIEWS
 from vaemix.maths.vae import VAE
 
 log = logging.getLogger("vaemix")
-
-_START_SCALE = 0.1  # q(z|x)'s standard deviation when the ELBO phase starts from pretrained networks
-
 
 # What a multi-worker run's surviving workers see when a peer dies: its collectives fail.
 PEER_ERRORS = (
@@ -60,7 +55,6 @@ PEER_ERRORS = (
     tf.errors.CancelledError,
     tf.errors.InternalError,
 )
-PRIOR_FIT_ROWS = 20_000  # the prior's initial mixture is fitted to at most this many latent means
 
 
 def training_pictures(vae: VAE, data: Dataset, seed: int, n: int = 1000) -> dict:
@@ -68,14 +62,6 @@ def training_pictures(vae: VAE, data: Dataset, seed: int, n: int = 1000) -> dict
     test = data.test.first(n)
     _, z, clusters = model_report(vae, test)
     return all_pictures(vae, next(test.first(32).batches(32)), z, clusters, test.labels, seed)
-
-
-def _prior_fit_rows(train: Examples, seed: int) -> Examples:
-    """The training examples whose latent means the prior is fitted to: all, or a seeded subsample."""
-    if len(train) <= PRIOR_FIT_ROWS:
-        return train
-    rng = np.random.default_rng([seed, Stream.PRIOR_FIT_ROWS])
-    return train.subset(np.sort(rng.choice(len(train), PRIOR_FIT_ROWS, replace=False)))
 
 
 def _eval_metrics(vae: VAE, data: Dataset, cfg: Config, summaries: Summaries):
@@ -93,24 +79,17 @@ def _eval_metrics(vae: VAE, data: Dataset, cfg: Config, summaries: Summaries):
 
 
 def _initialise(loop: Loop, state: State, run_dir: Path, eval_metrics) -> None:
-    """A fresh run's start: pretraining, then the prior fitted to the pretrained latents, saved as ckpt-0."""
-    cfg, vae = loop.cfg, state.vae
-    n = len(loop.data.train)
-    if cfg.trainer.pretrain_epochs:
-        schedule = make_schedule(
-            n, cfg.trainer.batch_size, loop.strategy.num_replicas_in_sync, cfg.trainer.pretrain_epochs, None
-        )
-        pretrain(loop, vae, state.pre_optimizer, schedule, run_dir)
-        reset_encoder_scale(vae.encoder, vae.latent_dim, _START_SCALE)
-    if cfg.prior.init != "random" and isinstance(vae.prior, MixturePrior):
-        z = latent_means(vae, _prior_fit_rows(loop.data.train, cfg.seed))
-        agreement = fit_prior(vae.prior, z, cfg.prior.init, cfg.seed, cfg.prior.init_restarts)
+    """A fresh run's start: pretraining and the prior's fit (:mod:`vaemix.apps.pretraining`), then the
+    initial model's test metrics at step 0."""
+    cfg = loop.cfg
+    kept = initialise(loop, state, run_dir)
+    if "agreement" in kept:
         acc = eval_metrics(0).get("eval/cluster_acc")
         log.info(
             "prior initialised by %s (the consensus of %d fits: mean ARI %.3f to the others): test cluster_acc %s",
             cfg.prior.init,
             cfg.prior.init_restarts,
-            agreement,
+            kept["agreement"],
             "n/a" if acc is None else f"{acc:.3f}",
         )
 
@@ -219,32 +198,3 @@ def train(cfg: Config, run_dir: str | Path, command: list[str] | None = None) ->
                 f"a worker of the cluster stopped answering ({type(e).__name__}); rerun every worker's command "
                 "to resume from the chief's last checkpoint"
             ) from None
-
-
-def pretrain(loop: Loop, vae: VAE, optimizer, schedule: Schedule, run_dir: Path) -> None:
-    """Phase 1: the encoder and decoder as an autoencoder (z = encoder mean), resumable on its own."""
-    ckpts = Checkpoints(
-        run_dir / "checkpoints" / "pretrain",
-        2,
-        loop.chief,
-        encoder=vae.encoder,
-        decoder=vae.decoder,
-        optimizer=optimizer,
-    )
-    ckpts.restore()
-    start = int(optimizer.iterations.numpy())
-    if start:
-        log.info("resuming pretraining at step %d", start)
-    t, seed = loop.cfg.trainer, loop.cfg.seed + PRETRAIN_OFFSET
-    options = StepOptions(
-        seed=seed,
-        jit=use_jit(t.jit, loop.cfg.model.architecture),
-        kl_samples=0,
-        beta=lambda _: 0.0,
-        contrastive=t.pretrain_contrastive,
-        temperature=t.temperature,
-    )
-    step, check = make_train_step(vae, [(optimizer, vae.network_variables)], loop.strategy, schedule, options)
-    views = AUGMENTATION_VIEWS if t.pretrain_contrastive else 1
-    loop.run(Phase("pretrain", schedule, step, check, ckpts, seed, views=views), start)
-    ckpts.close()

@@ -27,6 +27,7 @@ AUGMENTATION_OFFSET = 17  # view v of the augmented batch: [seed + 17 + v, count
 DYNAMIC_BINARIZATION_OFFSET = 23  # data.binarize=dynamic: [seed + 23, counter]
 IWAE_OFFSET = 7919  # importance samples of evaluation's log-likelihood: [seed + 7919, chunk]
 PRETRAIN_OFFSET = 1_000_003  # the pretraining phase's data order and augmentation: seed + 1_000_003
+CANDIDATE_OFFSET = 500_009  # trainer.pretrain_candidates: candidate c's weights and pretraining seed + 500_009 * c
 RESTART_STRIDE = 1000  # restart r of the prior's initial mixture fits: seed 1000 * seed + r
 AUGMENTATION_VIEWS = 2  # views the contrastive term compares
 
@@ -34,3 +35,8 @@ AUGMENTATION_VIEWS = 2  # views the contrastive term compares
 def restart_seeds(seed: int, restarts: int) -> list[int]:
     """Seeds of ``restarts`` independent fits for run ``seed``; no two runs below 1000 restarts share one."""
     return [RESTART_STRIDE * seed + r for r in range(restarts)]
+
+
+def candidate_seed(seed: int, candidate: int) -> int:
+    """The seed of pretraining candidate ``candidate`` of run ``seed``; candidate 0 is the run itself."""
+    return seed + CANDIDATE_OFFSET * candidate

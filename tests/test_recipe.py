@@ -9,7 +9,6 @@ import tensorflow as tf
 
 from vaemix.apps.resolve import resolve
 from vaemix.apps.training import train
-from vaemix.errors import VaemixError
 from vaemix.infra.datasets import load_dataset
 
 
@@ -95,11 +94,12 @@ def test_pretraining_candidates_keep_the_most_confident_and_resume(tiny_config, 
     np.testing.assert_array_equal(_encoder_kernel(ckpt0), _encoder_kernel(tf.train.latest_checkpoint(str(kept))))
 
 
-def test_pretraining_candidates_need_a_fitted_prior(tiny_config):
-    with pytest.raises(VaemixError, match=r"trainer.pretrain_candidates=2 .* prior.init=random"):
-        tiny_config("trainer.pretrain_candidates=2", "trainer.pretrain_epochs=1")
-    normal = tiny_config("trainer.pretrain_candidates=2", "trainer.pretrain_epochs=1", "prior=normal")
-    assert resolve(normal, load_dataset(normal.data, 0)[0]).trainer.pretrain_candidates == 1
+def test_pretraining_candidates_need_a_fitted_mixture(tiny_config):
+    for prior in ("prior=normal", "prior.init=random"):
+        cfg = tiny_config("trainer.pretrain_candidates=2", "trainer.pretrain_epochs=1", prior)
+        assert resolve(cfg, load_dataset(cfg.data, 0)[0]).trainer.pretrain_candidates == 1
+    fitted = tiny_config("trainer.pretrain_candidates=2", "trainer.pretrain_epochs=1", "prior.init=gmm")
+    assert resolve(fitted, load_dataset(fitted.data, 0)[0]).trainer.pretrain_candidates == 2
 
 
 @pytest.mark.slow

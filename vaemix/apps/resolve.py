@@ -47,13 +47,15 @@ def _batch(cfg: Config, data: Dataset, replicas: int) -> int:
 
 
 def _candidates(cfg: Config) -> int:
-    """``trainer.pretrain_candidates``, or 1 where there is no mixture to choose a candidate by."""
-    candidates = cfg.trainer.pretrain_candidates
-    if candidates > 1 and cfg.prior.kind != "gmm":
+    """``trainer.pretrain_candidates``, or 1 where no mixture is fitted to choose a candidate by."""
+    candidates, p = cfg.trainer.pretrain_candidates, cfg.prior
+    if candidates > 1 and (p.kind != "gmm" or p.init == "random"):
         log.info(
-            "trainer.pretrain_candidates=%d: prior=%s has no clusters to choose by; one pretraining",
+            "trainer.pretrain_candidates=%d: with prior.kind=%s, prior.init=%s no mixture is fitted to choose by; "
+            "one pretraining",
             candidates,
-            cfg.prior.kind,
+            p.kind,
+            p.init,
         )
         return 1
     return candidates

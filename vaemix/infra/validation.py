@@ -109,16 +109,6 @@ def check_prior(p: PriorConfig, pretrain_epochs: int) -> None:
     at_least("prior.init_restarts", p.init_restarts, 1)
 
 
-def check_candidates(candidates: int, p: PriorConfig) -> None:
-    """Pretraining candidates are told apart by the mixture fitted to their latents: there must be one
-    (prior=normal has none; :func:`vaemix.apps.resolve.resolve` then trains a single candidate)."""
-    if candidates > 1 and p.kind == "gmm" and p.init == "random":
-        raise VaemixError(
-            f"trainer.pretrain_candidates={candidates} keeps the pretraining whose fitted prior is the most "
-            "confident; it needs prior.init=gmm|kmeans (got prior.init=random), or trainer.pretrain_candidates=1"
-        )
-
-
 def check_trainer(t: TrainerConfig, augment: bool) -> None:
     t.jit = str(t.jit).lower()
     choice("trainer.jit", t.jit, ("auto", "true", "false"))
@@ -163,7 +153,6 @@ def validate(cfg: Config) -> Config:
     check_model(cfg.model, cfg.data)
     check_prior(cfg.prior, cfg.trainer.pretrain_epochs)
     check_trainer(cfg.trainer, cfg.data.augment)
-    check_candidates(cfg.trainer.pretrain_candidates, cfg.prior)
     check_strategy(cfg.strategy)
     return cfg
 

@@ -1,6 +1,7 @@
 """Clustering quality over seeds: a vaemix experiment against classical baselines on the same split.
 
     python benchmarks/clustering.py                                  # experiment=clustering, 5 seeds
+    python benchmarks/clustering.py --seeds 10 --first-seed 100      # the held-out seeds of the frozen recipe
     python benchmarks/clustering.py --experiment vade --seeds 3
     python benchmarks/clustering.py --normal-prior --iwae-samples 200  # also prior=normal, IWAE NLL of both
     python benchmarks/clustering.py --data digits --seeds 10          # scikit-learn's 8x8 digits as images
@@ -9,7 +10,7 @@
 Each seed is a real ``python train.py experiment=<name> seed=<s>`` run; ACC / NMI / ARI are the model's
 own clusters (argmax_k p(k|z)) on the *test* split, digits the model never saw. Baselines fit on the
 training split and predict the test split: KMeans on pixels, GaussianMixture on 50 PCA components.
-Prints mean +- std and writes JSON.
+Prints mean +- std and writes JSON (with each run's ``pretrain_candidates.json``, where it has one).
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
     python benchmarks/tabular.py                       # 4 datasets x 5 seeds, baselines (~1 h on 2 cores)
     python benchmarks/tabular.py --datasets wine iris --seeds 2
+    python benchmarks/tabular.py --datasets digits --no-scale --set data.corrupt_fraction=0.4   # a recipe variant
     python benchmarks/tabular.py --scale-only          # 1,000,000 generated 128-d rows from a .npy
 
 Real data only: scikit-learn's bundled ``load_digits`` (64-d), ``load_wine`` (13-d), ``load_iris`` (4-d), and
@@ -53,7 +54,7 @@ def _datasets(work: Path, names: list[str]) -> dict[str, Path]:
     return out
 
 
-def _vae(path: Path, k: int, seed: int, run_dir: Path, all_rows: bool) -> dict:
+def _vae(path: Path, k: int, seed: int, run_dir: Path, all_rows: bool, overrides: list[str]) -> dict:
     shutil.rmtree(run_dir, ignore_errors=True)
     t0 = time.perf_counter()
     cmd = [
@@ -65,6 +66,7 @@ def _vae(path: Path, k: int, seed: int, run_dir: Path, all_rows: bool) -> dict:
         f"seed={seed}",
         "trainer.progress=false",
         f"hydra.run.dir={run_dir}",
+        *overrides,
     ]
     done = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -191,16 +193,17 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--scale-only", action="store_true")
     parser.add_argument("--no-scale", action="store_true")
+    parser.add_argument("--set", nargs="*", default=[], help="more overrides for every vaemix run")
     parser.add_argument("--work", default="/tmp/vaemix-bench-tabular")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "tabular.json"))
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    result: dict = {"seeds": args.seeds, "datasets": {}}
+    result: dict = {"seeds": args.seeds, "overrides": args.set, "datasets": {}}
     for name, path in ({} if args.scale_only else _datasets(work, args.datasets)).items():
         k = len(np.unique(np.load(path)["y"]))
         small = name in ("wine", "iris")
-        runs = [_vae(path, k, s, work / name / f"seed{s}", small) for s in range(args.seeds)]
+        runs = [_vae(path, k, s, work / name / f"seed{s}", small, args.set) for s in range(args.seeds)]
         base = [_baselines(path, k, s) for s in range(args.seeds)]
         result["datasets"][name] = {"k": k, "vae": runs, **{b: [r[b] for r in base] for b in base[0]}}
         print(f"\n{name} (K={k}): {'method':22} {'ACC':>15} {'NMI':>15} {'ARI':>15} {'ACC all rows':>15} {'s':>6}")

@@ -7,7 +7,7 @@ import tensorflow as tf
 from vaemix.maths.keras import tfd
 from vaemix.maths.likelihoods import LogitBernoulli
 from vaemix.maths.networks import build_decoder, build_encoder
-from vaemix.maths.objectives import elbo, iwae_bound, latent_noise
+from vaemix.maths.objectives import autoencoder_terms, elbo, iwae_bound, latent_noise
 from vaemix.maths.priors import build_prior
 from vaemix.maths.vae import VAE
 
@@ -111,3 +111,19 @@ def test_reset_encoder_scale_keeps_the_mean_and_sets_a_small_isotropic_scale():
     q = vae.encoder(x)
     np.testing.assert_allclose(q.mean().numpy(), before, atol=1e-6)
     np.testing.assert_allclose(q.covariance().numpy(), np.broadcast_to(0.01 * np.eye(3), (7, 3, 3)), atol=1e-6)
+
+
+def test_autoencoder_terms_are_the_zero_noise_distortion_and_ignore_an_overflowing_scale():
+    """Pretraining never trains q's scale: with large inputs it overflowed and stopped MNIST's pixels as
+    784-d rows as a 'non-finite kl'. The autoencoder's terms are the same distortion without it."""
+    vae, x = _vae("gmm"), _images()
+    zero = tf.zeros([1, 7, 3])
+    terms = autoencoder_terms(vae, x)
+    np.testing.assert_allclose(terms.distortion.numpy(), elbo(vae, x, zero).distortion.numpy(), rtol=1e-6)
+    np.testing.assert_array_equal(terms.rate.numpy(), np.zeros(7))
+    head = vae.encoder.get_layer("latent_params")
+    kernel, bias = head.get_weights()
+    kernel[:, 3:] = 3e38  # the scale outputs overflow float32, the mean outputs are untouched
+    head.set_weights([kernel, bias])
+    assert not np.all(np.isfinite(elbo(vae, x, zero).rate.numpy()))
+    np.testing.assert_allclose(autoencoder_terms(vae, x).distortion.numpy(), terms.distortion.numpy(), rtol=1e-6)

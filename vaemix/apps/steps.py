@@ -13,7 +13,7 @@ import tensorflow as tf
 from vaemix.errors import VaemixError
 from vaemix.infra.pipeline import steps_per_epoch
 from vaemix.maths.keras import keras  # tf_keras (Keras 2)
-from vaemix.maths.objectives import contrastive_loss, elbo, latent_noise
+from vaemix.maths.objectives import autoencoder_terms, contrastive_loss, elbo, latent_noise
 from vaemix.maths.vae import VAE
 
 _TERMS = ("reconstruction", "kl", "gradients")
@@ -124,7 +124,10 @@ def _loss_and_grads(vae: VAE, updates: Updates, options: StepOptions, global_bat
 
     def compute(views: tuple[tf.Tensor, ...], targets: tf.Tensor, noise: tf.Tensor, beta: tf.Tensor):
         with tf.GradientTape() as tape:
-            terms = elbo(vae, targets, noise, inputs=views[0], xla=options.jit.latent)
+            if options.kl_samples:
+                terms = elbo(vae, targets, noise, inputs=views[0], xla=options.jit.latent)
+            else:
+                terms = autoencoder_terms(vae, targets, inputs=views[0])
             per_example = terms.distortion + beta * terms.rate
             if options.contrastive:
                 other = vae.encoder(views[1]).mean()

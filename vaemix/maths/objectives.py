@@ -69,6 +69,14 @@ def elbo(vae: VAE, x: tf.Tensor, noise: tf.Tensor, inputs: tf.Tensor | None = No
     )
 
 
+def autoencoder_terms(vae: VAE, x: tf.Tensor, inputs: tf.Tensor | None = None) -> ElboTerms:
+    """Pretraining's terms: z = the encoder mean, ``rate`` 0. The encoder's scale is untrained then, so
+    log q(z|x) is left out: it can overflow, and would mean nothing."""
+    loc = vae.encoder(x if inputs is None else inputs).loc  # [B, D]
+    log_px = vae.decoder(loc).log_prob(x)  # [B]
+    return ElboTerms(distortion=-log_px, rate=tf.zeros_like(log_px), log_weights=log_px[None], latent_mean=loc)
+
+
 def iwae_bound(log_weights: tf.Tensor) -> tf.Tensor:
     """``[S, B] -> [B]``: log (1/S) sum_s w_s, a lower bound on log p(x) that tightens with S."""
     s = tf.cast(tf.shape(log_weights)[0], log_weights.dtype)

@@ -95,6 +95,23 @@ def test_a_constant_column_is_kept_as_zero_with_a_warning(tmp_path, caplog):
     assert np.all(np.isfinite(rows)) and np.all(rows[:, 2] == 0)
 
 
+def test_standardised_values_are_clipped_at_five_deviations_and_recorded(tmp_path):
+    """A rare value of a nearly constant feature (a border pixel of MNIST stands up to 70 deviations out)
+    is clipped to 5, in every split, and the clip travels with the run's record."""
+    x = np.c_[np.random.default_rng(0).normal(size=(400, 2)), np.zeros(400)]
+    x[::100, 2] = 1.0  # one row in a hundred: (1 - 0.01) / 0.0995 = 9.95 deviations
+    np.savez(tmp_path / "r.npz", x=x)
+    data, _ = table_dataset(DataConfig(name="table", path=str(tmp_path / "r.npz")))
+    rows = np.concatenate([*data.train.batches(100), *data.test.batches(100)])
+    assert rows[:, 2].max() == 5.0 and np.all(np.abs(rows) <= 5.0)
+    assert np.sum(rows[:, 2] == 5.0) == 4  # rows 0, 100, 200, 300, wherever the split put them
+    record = data.train.preprocessing.record()
+    assert record["clip"] == 5.0 and Preprocessing.from_record(record).clip == 5.0
+    assert Preprocessing.from_record(record | {"clip": None}).apply(x)[0, 2] > 9  # a run from before clipping
+    old = {k: v for k, v in record.items() if k != "clip"}
+    assert Preprocessing.from_record(old).clip is None
+
+
 def test_an_npy_read_from_disk_feeds_the_same_batches_as_memory(tmp_path):
     x = np.random.default_rng(1).normal(size=(500, 6)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
@@ -184,10 +201,13 @@ def test_prediction_reads_a_new_file_as_training_did(table_run, tmp_path):
 def test_a_table_export_takes_raw_rows(table_run, tmp_path):
     run_dir, _, _ = table_run
     path = export_run(run_dir)
-    rows = np.array([[6, 0, 0, 0, 0, 1, 0], [0, 6, 0, 0, 0, 1, 0], [0, 0, 6, 0, 0, 0, 1]], np.float32)
+    # the last row stands ~65 deviations out in a: the graph clips it as training did
+    rows = np.array([[6, 0, 0, 0, 0, 1, 0], [0, 6, 0, 0, 0, 1, 0], [0, 0, 6, 0, 0, 0, 1], [200, 0, 0, 0, 0, 1, 0]])
+    rows = rows.astype(np.float32)
     report, out = _load_in_fresh_process(path, {"cluster:features": rows, "reconstruct:features": rows}, tmp_path)
     assert not report["vaemix_imported"] and "cluster_float" not in report["signatures"]
     _, vae, _, _ = restore_run(run_dir, (7,))
     recorded = Preprocessing.from_record(read_data_record(run_dir)["preprocessing"])  # the graph applies it
     np.testing.assert_allclose(out["cluster:latent_mean"], vae.encoder(recorded.apply(rows)).mean().numpy(), atol=1e-5)
-    assert len(set(out["cluster:cluster"].tolist())) == 3 and out["reconstruct:reconstruction"].shape == (3, 7)
+    assert recorded.clip == 5.0 and np.max(recorded.apply(rows)) == 5.0
+    assert len(set(out["cluster:cluster"][:3].tolist())) == 3 and out["reconstruct:reconstruction"].shape == (4, 7)

@@ -49,7 +49,8 @@ def _prepare(shape: tuple[int, ...], preprocessing: Preprocessing):
         if preprocessing.fill is not None:
             x = tf.where(tf.math.is_nan(x), tf.constant(preprocessing.fill, tf.float32), x)
         mean, scale = (tf.constant(v, tf.float32) for v in (preprocessing.mean, preprocessing.scale))
-        return (x - mean) / scale
+        x = (x - mean) / scale
+        return x if preprocessing.clip is None else tf.clip_by_value(x, -preprocessing.clip, preprocessing.clip)
 
     return prepare
 

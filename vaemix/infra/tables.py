@@ -22,6 +22,7 @@ from vaemix.infra.examples import CHUNK, Dataset, Examples, Preprocessing
 from vaemix.maths.streams import Stream
 
 log = logging.getLogger("vaemix")
+STANDARD_CLIP = 5.0  # standardised values are clipped to +-5 deviations (see Preprocessing)
 MISSING = ("", "na", "nan", "null", "none", "?")  # cells read as a missing value (any case)
 
 
@@ -227,7 +228,7 @@ def fit_preprocessing(train: Examples, d: DataConfig, columns: list[str]) -> Pre
         log.warning("%s: %d column(s) are constant in the training rows and are kept as 0: %s", d.path,
                     len(constant), names)  # fmt: skip
         std = np.where(std <= 1e-12 * np.maximum(np.abs(mean), 1.0), 1.0, std)
-    return Preprocessing("table", mean, std, None if d.impute == "none" else fill)
+    return Preprocessing("table", mean, std, None if d.impute == "none" else fill, STANDARD_CLIP)
 
 
 def check_values(table: Table, d: DataConfig) -> None:

@@ -53,6 +53,14 @@ def test_resume_continues_step_counter_and_matches_uninterrupted_run(tiny_config
     assert resumed["elbo"] == pytest.approx(straight["elbo"], abs=1e-3)
 
 
+def test_a_resumed_run_trains_at_the_learning_rate_it_is_given(tiny_config, tmp_path):
+    """The divergence error advises a lower trainer.lr; the checkpoint's own rate must not win."""
+    train(tiny_config("trainer.max_steps=2", "trainer.pretrain_epochs=1"), tmp_path)
+    train(tiny_config("trainer.max_steps=4", "trainer.pretrain_epochs=1", "trainer.lr=1e-4"), tmp_path)
+    rates = {k: float(v) for k, v in _checkpoint_values(tmp_path).items() if "learning_rate" in k}
+    assert rates and all(r == pytest.approx(1e-4) for r in rates.values())
+
+
 def test_rerunning_a_finished_run_trains_no_further(tiny_config, tmp_path):
     train(tiny_config("trainer.max_steps=2"), tmp_path)
     assert train(tiny_config("trainer.max_steps=2"), tmp_path)["step"] == 2

@@ -49,6 +49,7 @@ def pretrain(loop: Loop, vae: VAE, optimizer, schedule: Schedule, ckpt_dir: Path
     ``seed`` orders the data and draws the augmentations."""
     ckpts = Checkpoints(ckpt_dir, 2, loop.chief, encoder=vae.encoder, decoder=vae.decoder, optimizer=optimizer)
     ckpts.restore()
+    optimizer.learning_rate.assign(loop.cfg.trainer.pretrain_lr)  # the config's, not the checkpoint's
     start = int(optimizer.iterations.numpy())
     if start:
         log.info("resuming %s at step %d", name, start)

@@ -83,6 +83,17 @@ def build_state(cfg: Config, shape: tuple[int, ...], steps_per_epoch: int) -> St
     return State(vae, optimizer, updates, optimizers, pretrain_optimizer(cfg, vae))
 
 
+def take_configured_rates(cfg: Config, optimizers: dict[str, keras.optimizers.Optimizer]) -> None:
+    """After a restore, give the ELBO phase's optimizers the constant learning rates of ``cfg``: the
+    checkpoint holds the rates it was trained at, and a run resumed with a lower ``trainer.lr`` (the
+    advice after a divergence) must train at that. A decaying schedule is rebuilt from ``cfg`` anyway."""
+    t = cfg.trainer
+    if t.lr_decay == 1.0:
+        rates = {"optimizer": t.lr, "prior_optimizer": t.prior_lr}
+        for name, optimizer in optimizers.items():
+            optimizer.learning_rate.assign(rates[name])
+
+
 def pretrain_optimizer(cfg: Config, vae: VAE) -> keras.optimizers.Optimizer:
     """A fresh optimizer of pretraining, built; call in ``strategy.scope()``."""
     jit = use_jit(cfg.trainer.jit, cfg.model.architecture).update

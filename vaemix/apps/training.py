@@ -22,7 +22,7 @@ from vaemix.apps.loop import Loop, Phase
 from vaemix.apps.pretraining import initialise
 from vaemix.apps.resolve import resolve
 from vaemix.apps.scoring import elbo_evaluator, model_report
-from vaemix.apps.state import State, build_state
+from vaemix.apps.state import State, build_state, take_configured_rates
 from vaemix.apps.steps import Schedule, StepOptions, make_schedule, make_train_step, use_jit
 from vaemix.errors import VaemixError
 from vaemix.infra.atomic import write_json
@@ -165,6 +165,7 @@ def _train(strategy, cfg: Config, run_dir: Path, chief: bool, command: list[str]
     eval_metrics = _eval_metrics(state.vae, data, cfg, loop.summaries)
     if restored := ckpts.restore():
         log.info("resumed from %s at step %d", restored, int(state.optimizer.iterations.numpy()))
+        take_configured_rates(cfg, state.optimizers)
     else:
         loop.summaries.hparams(hparam_values(asdict(cfg)), trial=run_dir.name)
         _initialise(loop, state, run_dir, eval_metrics)

@@ -16,8 +16,8 @@ CHUNK = 65_536  # rows read at a time when a pass over a table computes statisti
 class Preprocessing:
     """``images``: ``x / 255``. ``table``: a missing value (NaN) replaced by its feature's ``fill``, then
     ``(x - mean) / scale`` per feature (mean 0 and scale 1 when not standardised), clipped to +-``clip``
-    when set: a rare value of a nearly constant feature (a border pixel) stands 40-90 deviations out,
-    and rows with one made the encoder's untrained scale outputs leap at the first ELBO step."""
+    when set: a rare value of a nearly constant feature (a border pixel) stands up to 70 deviations
+    out, and such rows made the ELBO phase diverge (benchmarks/README.md)."""
 
     kind: str  # images | table
     mean: np.ndarray | None = None  # [F]

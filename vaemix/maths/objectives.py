@@ -35,12 +35,21 @@ def reparameterize(q: tfd.MultivariateNormalTriL, noise: tf.Tensor) -> tf.Tensor
     return q.loc + tf.einsum("bij,sbj->sbi", q.scale.to_dense(), noise)
 
 
+def log_q_of_sample(scale_tril: tf.Tensor, noise: tf.Tensor) -> tf.Tensor:
+    """``log q(z|x) [S, B]`` at ``z = loc + L noise``, from ``noise [S, B, D]`` and ``L = scale_tril [B, D, D]``.
+
+    Equals ``q.log_prob(z)`` as a function of q's parameters (same value, same gradients), without solving
+    ``L u = z - loc``: when L is ill-conditioned that solve loses every digit in float32 and returns -inf.
+    """
+    log_det = tf.reduce_sum(tf.math.log(tf.abs(tf.linalg.diag_part(scale_tril))), axis=-1)  # [B]
+    return tf.reduce_sum(tfd.Normal(0.0, 1.0).log_prob(noise), axis=-1) - log_det  # [S, B]
+
+
 def latent_terms(vae: VAE, loc: tf.Tensor, scale_tril: tf.Tensor, noise: tf.Tensor) -> tuple[tf.Tensor, ...]:
     """``z [S, B, D]``, ``log q(z|x) [S, B]`` and ``log p(z) [S, B]`` for q(z|x) = N(loc ``[B, D]``,
     scale_tril ``[B, D, D]`` times its transpose) and ``noise [S, B, D]``."""
-    q = tfd.MultivariateNormalTriL(loc=loc, scale_tril=scale_tril)
-    z = reparameterize(q, noise)
-    return z, q.log_prob(z), vae.prior().log_prob(z)
+    z = reparameterize(tfd.MultivariateNormalTriL(loc=loc, scale_tril=scale_tril), noise)
+    return z, log_q_of_sample(scale_tril, noise), vae.prior().log_prob(z)
 
 
 # Dozens of small ops (triangular solves against K components, logsumexp) and their gradients, which

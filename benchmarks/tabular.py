@@ -2,6 +2,7 @@
 
     python benchmarks/tabular.py                       # 4 datasets x 5 seeds, baselines (~1 h on 2 cores)
     python benchmarks/tabular.py --datasets wine iris --seeds 2
+    python benchmarks/tabular.py --datasets digits --seeds 5 --first-seed 5    # seeds 5-9
     python benchmarks/tabular.py --datasets digits --no-scale --set data.corrupt_fraction=0.4   # a recipe variant
     python benchmarks/tabular.py --scale-only          # 1,000,000 generated 128-d rows from a .npy
 
@@ -191,6 +192,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=["digits", "wine", "iris", "mnist784"])
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--scale-only", action="store_true")
     parser.add_argument("--no-scale", action="store_true")
     parser.add_argument("--set", nargs="*", default=[], help="more overrides for every vaemix run")
@@ -199,12 +201,13 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    result: dict = {"seeds": args.seeds, "overrides": args.set, "datasets": {}}
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    result: dict = {"seeds": args.seeds, "first_seed": args.first_seed, "overrides": args.set, "datasets": {}}
     for name, path in ({} if args.scale_only else _datasets(work, args.datasets)).items():
         k = len(np.unique(np.load(path)["y"]))
         small = name in ("wine", "iris")
-        runs = [_vae(path, k, s, work / name / f"seed{s}", small, args.set) for s in range(args.seeds)]
-        base = [_baselines(path, k, s) for s in range(args.seeds)]
+        runs = [_vae(path, k, s, work / name / f"seed{s}", small, args.set) for s in seeds]
+        base = [_baselines(path, k, s) for s in seeds]
         result["datasets"][name] = {"k": k, "vae": runs, **{b: [r[b] for r in base] for b in base[0]}}
         print(f"\n{name} (K={k}): {'method':22} {'ACC':>15} {'NMI':>15} {'ARI':>15} {'ACC all rows':>15} {'s':>6}")
         for method in ("vae", *base[0]):

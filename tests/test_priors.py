@@ -73,6 +73,6 @@ def test_mc_kl_matches_analytic_kl_for_normal_prior():
     tril[:, range(3), range(3)] = np.abs(tril[:, range(3), range(3)]) + 0.3
     q = tfd.MultivariateNormalTriL(loc, tril)
     p = StandardNormalPrior(3)()
-    z = reparameterize(q, tf.random.stateless_normal([200_000, 4, 3], seed=[4, 5]))  # [S, B, D]
+    z = reparameterize(loc, tril, tf.random.stateless_normal([200_000, 4, 3], seed=[4, 5]))  # [S, B, D]
     mc_kl = tf.reduce_mean(q.log_prob(z) - p.log_prob(z), axis=0).numpy()
     np.testing.assert_allclose(mc_kl, tfd.kl_divergence(q, p).numpy(), rtol=0.02, atol=0.01)

@@ -27,19 +27,20 @@ class ElboTerms(NamedTuple):
         return -(self.distortion + self.rate)
 
 
-def reparameterize(q: tfd.MultivariateNormalTriL, noise: tf.Tensor) -> tf.Tensor:
-    """``z = loc + L eps``: ``noise [S, B, D] -> z [S, B, D]``, differentiable in q's parameters.
+def reparameterize(loc: tf.Tensor, scale_tril: tf.Tensor, noise: tf.Tensor) -> tf.Tensor:
+    """``z = loc + L eps``: ``loc [B, D]``, ``L = scale_tril [B, D, D]`` and ``noise [S, B, D] -> z [S, B, D]``,
+    differentiable in q's parameters.
 
     The noise comes from the caller so that its seed, not the replica layout, decides the sample.
     """
-    return q.loc + tf.einsum("bij,sbj->sbi", q.scale.to_dense(), noise)
+    return loc + tf.einsum("bij,sbj->sbi", scale_tril, noise)
 
 
 def log_q_of_sample(scale_tril: tf.Tensor, noise: tf.Tensor) -> tf.Tensor:
     """``log q(z|x) [S, B]`` at ``z = loc + L noise``, from ``noise [S, B, D]`` and ``L = scale_tril [B, D, D]``.
 
     Equals ``q.log_prob(z)`` as a function of q's parameters (same value, same gradients), without solving
-    ``L u = z - loc``: when L is ill-conditioned that solve loses every digit in float32 and returns -inf.
+    ``L u = z - loc``: when L is ill-conditioned that solve loses every digit (in float64 too).
     """
     log_det = tf.reduce_sum(tf.math.log(tf.abs(tf.linalg.diag_part(scale_tril))), axis=-1)  # [B]
     return tf.reduce_sum(tfd.Normal(0.0, 1.0).log_prob(noise), axis=-1) - log_det  # [S, B]
@@ -48,7 +49,7 @@ def log_q_of_sample(scale_tril: tf.Tensor, noise: tf.Tensor) -> tf.Tensor:
 def latent_terms(vae: VAE, loc: tf.Tensor, scale_tril: tf.Tensor, noise: tf.Tensor) -> tuple[tf.Tensor, ...]:
     """``z [S, B, D]``, ``log q(z|x) [S, B]`` and ``log p(z) [S, B]`` for q(z|x) = N(loc ``[B, D]``,
     scale_tril ``[B, D, D]`` times its transpose) and ``noise [S, B, D]``."""
-    z = reparameterize(tfd.MultivariateNormalTriL(loc=loc, scale_tril=scale_tril), noise)
+    z = reparameterize(loc, scale_tril, noise)
     return z, log_q_of_sample(scale_tril, noise), vae.prior().log_prob(z)
 
 

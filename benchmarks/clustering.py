@@ -28,7 +28,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("cluster_acc", "nmi", "ari")
-SIGNALS = ("separation", "confidence", "elbo")  # label-free: what a user without labels can look at
+SIGNALS = ("separation", "confidence", "smallest_share", "elbo")  # label-free: what a user without labels can look at
 
 
 def _vaemix_run(name: str, overrides: list[str], run_dir: Path, iwae_samples: int) -> dict:

@@ -61,6 +61,10 @@ def test_groups_and_overrides_compose():
         ("data.augment=false", "set data.augment=true"),
         ("trainer.pretrain_epochs=0", "set trainer.pretrain_epochs > 0, or prior.init=random"),
         ("prior.init_restarts=0", "prior.init_restarts=0 is out of range; it must be >= 1"),
+        (
+            "trainer.pretrain_choice=best",
+            "trainer.pretrain_choice='best' is not allowed; choose one of: auto, smallest_share, confidence",
+        ),
     ],
 )
 def test_bad_values_name_key_value_and_allowed(override, message):

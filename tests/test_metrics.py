@@ -28,6 +28,12 @@ def test_separated_blobs_through_the_prior_are_recovered_exactly():
     assert m["components_used"] == 3
 
 
+def test_shares_of_the_components_hand_worked():
+    m = clustering_metrics(None, np.array([0, 0, 0, 1, 1, 3, 3, 3]), 4)  # component 2 is empty
+    assert m == {"components_used": 3, "largest_share": 3 / 8, "smallest_share": 0.0}
+    assert clustering_metrics(None, np.array([1, 0, 1, 0]), 2)["smallest_share"] == 0.5
+
+
 def test_most_agreed_keeps_the_clustering_the_others_repeat():
     a = np.array([0, 0, 1, 1, 2, 2, 2])
     relabelled = np.array([2, 2, 0, 0, 1, 1, 1])  # the same partition under other names

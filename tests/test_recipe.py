@@ -66,15 +66,19 @@ def _encoder_kernel(path) -> np.ndarray:
     return reader.get_tensor(key)
 
 
-def test_pretraining_candidates_keep_the_most_confident_and_resume(tiny_config, blobs, tmp_path):
-    # One epoch of pretraining, so that the candidates differ; on seed 4 two of them merge two clusters.
+def test_pretraining_candidates_keep_the_largest_smallest_cluster_and_resume(tiny_config, blobs, tmp_path):
+    # One epoch of pretraining, so that the candidates differ; on seed 4 two of them merge two clusters
+    # (one leaves a component empty), and the one that does not has the largest smallest cluster.
     overrides = (*RECIPE, f"data.images={blobs}", "trainer.pretrain_epochs=1", "seed=4")
     cfg = lambda *o: tiny_config(*overrides, "trainer.pretrain_candidates=3", *o)  # noqa: E731
     final = train(cfg("trainer.max_steps=1"), tmp_path)
     record = json.loads((tmp_path / "pretrain_candidates.json").read_text())
     candidates = record["candidates"]
     assert [c["seed"] for c in candidates] == [4, 500_013, 1_000_022]
-    assert record["kept"] == int(np.argmax([c["confidence"] for c in candidates])) == 1  # not the last
+    assert record["choice"] == "smallest_share"  # trainer.pretrain_choice=auto, for images
+    shares = [c["smallest_share"] for c in candidates]
+    assert shares[2] == 0.0 and 0.25 < shares[0] < shares[1] < 1 / 3
+    assert record["kept"] == int(np.argmax(shares)) == 1  # not the last
     assert min(c["test_cluster_acc"] for c in candidates) < 0.9 < final["cluster_acc"]
     kept = tmp_path / "checkpoints" / ("pretrain" + (f"-{record['kept']}" if record["kept"] else ""))
     ckpt0 = tmp_path / "checkpoints" / "ckpt-0"
@@ -92,6 +96,16 @@ def test_pretraining_candidates_keep_the_most_confident_and_resume(tiny_config, 
     train(cfg("trainer.max_steps=1"), tmp_path)
     assert json.loads((tmp_path / "pretrain_candidates.json").read_text()) == record
     np.testing.assert_array_equal(_encoder_kernel(ckpt0), _encoder_kernel(tf.train.latest_checkpoint(str(kept))))
+
+
+def test_pretraining_choice_auto_is_the_share_for_images_and_the_confidence_for_tables(tiny_config, blobs, tmp_path):
+    images = tiny_config(*RECIPE, f"data.images={blobs}")
+    assert resolve(images, load_dataset(images.data, 0)[0]).trainer.pretrain_choice == "smallest_share"
+    chosen = tiny_config(*RECIPE, f"data.images={blobs}", "trainer.pretrain_choice=confidence")
+    assert resolve(chosen, load_dataset(chosen.data, 0)[0]).trainer.pretrain_choice == "confidence"
+    np.savez(rows := tmp_path / "rows.npz", x=np.load(blobs)["x"].reshape(600, 64))
+    table = tiny_config("data=table", f"data.path={rows}", "trainer.pretrain_epochs=1")
+    assert resolve(table, load_dataset(table.data, 0)[0]).trainer.pretrain_choice == "confidence"
 
 
 def test_pretraining_candidates_need_a_fitted_mixture(tiny_config):

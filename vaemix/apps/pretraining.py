@@ -2,8 +2,11 @@
 fitted to their latent means (``prior.init``).
 
 With ``trainer.pretrain_candidates=N`` this is done N times, from N seeds (fresh weights, data order and
-augmentation), and the candidate kept is the one whose fitted prior assigns the *training* latents most
-confidently (mean max_k p(k|z)): no labels, and no test example, take part in the choice. Each
+augmentation), and one candidate is kept by ``trainer.pretrain_choice``, scored on the *training* latents
+under its fitted prior: ``smallest_share`` keeps the one whose smallest cluster (argmax_k p(k|z)) holds the
+largest share of them, ties to the more confident (a merge of two classes leaves another split across
+two components of about half a class each); ``confidence`` keeps the one that assigns them most
+confidently (mean max_k p(k|z)). No labels, and no test example, take part in the choice. Each
 candidate's pretraining is checkpointed on its own (``checkpoints/pretrain``, ``checkpoints/pretrain-1``,
 ...), so an interrupted start resumes where it stopped; the candidates' scores are written to
 ``pretrain_candidates.json``.
@@ -23,9 +26,10 @@ from vaemix.apps.steps import Schedule, StepOptions, make_schedule, make_train_s
 from vaemix.infra.atomic import write_json
 from vaemix.infra.checkpoints import Checkpoints
 from vaemix.infra.examples import Examples
+from vaemix.maths.metrics import component_shares
 from vaemix.maths.networks import reset_encoder_scale
 from vaemix.maths.prior_init import fit_prior
-from vaemix.maths.priors import MixturePrior, assignment_confidence
+from vaemix.maths.priors import MixturePrior, assignment_confidence, most_probable_component
 from vaemix.maths.streams import AUGMENTATION_VIEWS, PRETRAIN_OFFSET, Stream, candidate_seed
 from vaemix.maths.vae import VAE
 
@@ -93,8 +97,18 @@ def _candidate(loop: Loop, state: State, run_dir: Path, c: int) -> dict:
     if cfg.prior.init != "random" and isinstance(vae.prior, MixturePrior):
         z = latent_means(vae, prior_fit_rows(loop.data.train, cfg.seed))
         record["agreement"] = fit_prior(vae.prior, z, cfg.prior.init, cfg.seed, cfg.prior.init_restarts)
-        record["confidence"] = assignment_confidence(vae.prior(), z)
+        mixture = vae.prior()
+        record["confidence"] = assignment_confidence(mixture, z)
+        shares = component_shares(most_probable_component(mixture, z), vae.prior.components)
+        record["smallest_share"] = float(shares.min())
     return record
+
+
+def _score(record: dict, choice: str) -> tuple[float, ...]:
+    """What ``trainer.pretrain_choice`` ranks candidates by (higher is kept)."""
+    if choice == "smallest_share":
+        return record["smallest_share"], record["confidence"]
+    return (record["confidence"],)
 
 
 def _weights(vae: VAE) -> tuple[list, list, list]:
@@ -115,19 +129,21 @@ def _report(loop: Loop, vae: VAE, record: dict, n: int) -> None:
     acc = test.get("cluster_acc")
     record["test_cluster_acc"] = acc
     log.info(
-        "pretraining candidate %d/%d (seed %d): confidence %.4f on the training latents; test cluster_acc %s",
+        "pretraining candidate %d/%d (seed %d): on the training latents smallest cluster %.3f, confidence %.4f; "
+        "test cluster_acc %s",
         record["candidate"] + 1,
         n,
         record["seed"],
+        record["smallest_share"],
         record["confidence"],
         "n/a" if acc is None else f"{acc:.3f}",
     )
 
 
 def initialise(loop: Loop, state: State, run_dir: Path) -> dict:
-    """Pretrain ``trainer.pretrain_candidates`` candidates, keep the most confident in ``state.vae``;
-    return the kept candidate's record."""
-    n = loop.cfg.trainer.pretrain_candidates
+    """Pretrain ``trainer.pretrain_candidates`` candidates, keep the best by ``trainer.pretrain_choice`` in
+    ``state.vae``; return the kept candidate's record."""
+    n, choice = loop.cfg.trainer.pretrain_candidates, loop.cfg.trainer.pretrain_choice
     records: list[dict] = []
     best, kept = None, None
     for c in range(n):
@@ -135,12 +151,12 @@ def initialise(loop: Loop, state: State, run_dir: Path) -> dict:
         if n == 1:
             return record
         _report(loop, state.vae, record, n)
-        if best is None or record["confidence"] > best["confidence"]:
+        if best is None or _score(record, choice) > _score(best, choice):
             best = record
             kept = _weights(state.vae) if c < n - 1 else None  # the last one is in the model already
     if kept is not None:
         _set_weights(state.vae, kept)
-    log.info("kept pretraining candidate %d/%d (confidence %.4f)", best["candidate"] + 1, n, best["confidence"])
+    log.info("kept pretraining candidate %d/%d (by %s)", best["candidate"] + 1, n, choice)
     if loop.chief:
-        write_json(run_dir / CANDIDATES_FILE, {"kept": best["candidate"], "candidates": records})
+        write_json(run_dir / CANDIDATES_FILE, {"kept": best["candidate"], "choice": choice, "candidates": records})
     return best

@@ -70,9 +70,9 @@ def _likelihood(cfg: Config, data: Dataset) -> str:
 
 
 def resolve(cfg: Config, data: Dataset, replicas: int = 1) -> Config:
-    """``cfg`` with ``model.likelihood=auto``, ``model.hidden``, ``model.latent_dim`` and ``trainer.batch_size``
-    null, a batch larger than a table's training split, and pretraining candidates without a mixture to
-    choose them by, resolved."""
+    """``cfg`` with ``model.likelihood=auto``, ``model.hidden``, ``model.latent_dim``, ``trainer.batch_size``
+    null, ``trainer.pretrain_choice=auto``, a batch larger than a table's training split, and pretraining
+    candidates without a mixture to choose them by, resolved."""
     n, k = len(data.train), cfg.prior.components
     if cfg.prior.kind == "gmm" and n < k:
         raise VaemixError(f"the training split has {n} rows for prior.components={k}; use fewer components")
@@ -85,7 +85,15 @@ def resolve(cfg: Config, data: Dataset, replicas: int = 1) -> Config:
     hidden = cfg.model.hidden or (table_widths(data.shape[0]) if table else IMAGE_WIDTHS)
     latent = cfg.model.latent_dim or (table_latent_dim(data.shape[0]) if table else IMAGE_LATENT)
     model = replace(cfg.model, likelihood=likelihood, hidden=list(hidden), latent_dim=latent)
-    trainer = replace(cfg.trainer, batch_size=_batch(cfg, data, replicas), pretrain_candidates=_candidates(cfg))
+    choice = cfg.trainer.pretrain_choice
+    if choice == "auto":
+        choice = "confidence" if table else "smallest_share"
+    trainer = replace(
+        cfg.trainer,
+        batch_size=_batch(cfg, data, replicas),
+        pretrain_candidates=_candidates(cfg),
+        pretrain_choice=choice,
+    )
     resolved = replace(cfg, model=model, trainer=trainer)
     if table or likelihood != cfg.model.likelihood:
         widths = f", MLP widths {'-'.join(map(str, hidden))}" if cfg.model.architecture == "mlp" else ""

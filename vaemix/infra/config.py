@@ -99,9 +99,12 @@ class TrainerConfig:
     lr_decay_epochs: int = 10
     pretrain_epochs: int = 0  # autoencoder pretraining of the same networks before the ELBO phase
     pretrain_lr: float = 1e-3
-    # Pretrain this many candidates from different seeds and keep the one whose fitted prior assigns the
-    # training latents most confidently (mean max_k p(k|z)); not a restart of the run dir.
+    # Pretrain this many candidates from different seeds and keep one by pretrain_choice, scored on the
+    # training latents under its fitted prior; not a restart of the run dir.
     pretrain_candidates: int = 1
+    # smallest_share: the largest smallest cluster (ties: confidence) | confidence: mean max_k p(k|z) |
+    # auto: smallest_share for images, confidence for tables (where the share ranked candidates no better)
+    pretrain_choice: str = "auto"
     kl_warmup_epochs: int = 0  # KL weight rises linearly from 0 to 1 over these epochs
     # Weight of the two-view contrastive term on the encoder means (needs data.augment=true), in the
     # pretraining and the ELBO phase, and its temperature (in squared latent distance).

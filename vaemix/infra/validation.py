@@ -113,6 +113,7 @@ def check_trainer(t: TrainerConfig, augment: bool) -> None:
     t.jit = str(t.jit).lower()
     choice("trainer.jit", t.jit, ("auto", "true", "false"))
     choice("trainer.precision", t.precision, ("float32", "mixed_float16", "mixed_bfloat16"))
+    choice("trainer.pretrain_choice", t.pretrain_choice, ("auto", "smallest_share", "confidence"))
     for key in (
         "epochs",
         "max_steps",

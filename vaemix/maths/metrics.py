@@ -35,10 +35,19 @@ def most_agreed(labelings: list[np.ndarray]) -> tuple[int, float]:
     return int(np.argmax(mean)), float(mean.max())
 
 
+def component_shares(clusters: np.ndarray, components: int) -> np.ndarray:
+    """The fraction of the rows assigned to each component, ``[N] -> [K]``."""
+    return np.bincount(clusters, minlength=components) / max(len(clusters), 1)
+
+
 def clustering_metrics(labels: np.ndarray | None, clusters: np.ndarray, components: int) -> dict[str, float]:
     """ACC / NMI / ARI against ``labels`` (when known) and how the data spreads over components."""
-    shares = np.bincount(clusters, minlength=components) / len(clusters)
-    out = {"components_used": int(np.count_nonzero(shares)), "largest_share": float(shares.max())}
+    shares = component_shares(clusters, components)
+    out = {
+        "components_used": int(np.count_nonzero(shares)),
+        "largest_share": float(shares.max()),
+        "smallest_share": float(shares.min()),
+    }
     if labels is not None:
         out |= {
             "cluster_acc": cluster_accuracy(labels, clusters),

@@ -29,7 +29,8 @@ def _train(cfg: DictConfig) -> dict:
 
     metrics = train(config, run_dir(), command=sys.argv)
     clusters = (
-        f", cluster separation {metrics['separation']:.3f} and confidence {metrics['confidence']:.3f} (label-free)"
+        f", cluster separation {metrics['separation']:.3f}, confidence {metrics['confidence']:.3f} and smallest "
+        f"cluster {metrics['smallest_share']:.3f} (label-free)"
         if "separation" in metrics
         else ""
     )

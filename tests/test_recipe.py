@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import compose_config
 from vaemix.apps.resolve import resolve
 from vaemix.apps.training import train
 from vaemix.infra.datasets import load_dataset
@@ -98,14 +99,23 @@ def test_pretraining_candidates_keep_the_largest_smallest_cluster_and_resume(tin
     np.testing.assert_array_equal(_encoder_kernel(ckpt0), _encoder_kernel(tf.train.latest_checkpoint(str(kept))))
 
 
-def test_pretraining_choice_auto_is_the_share_for_images_and_the_confidence_for_tables(tiny_config, blobs, tmp_path):
-    images = tiny_config(*RECIPE, f"data.images={blobs}")
-    assert resolve(images, load_dataset(images.data, 0)[0]).trainer.pretrain_choice == "smallest_share"
-    chosen = tiny_config(*RECIPE, f"data.images={blobs}", "trainer.pretrain_choice=confidence")
-    assert resolve(chosen, load_dataset(chosen.data, 0)[0]).trainer.pretrain_choice == "confidence"
+def test_pretraining_auto_is_three_by_the_share_for_images_and_two_by_the_confidence_for_tables(
+    tiny_config, blobs, tmp_path
+):
+    auto = ("trainer.pretrain_candidates=null", "trainer.pretrain_choice=auto")
+    images = tiny_config(*RECIPE, f"data.images={blobs}", *auto)
+    t = resolve(images, load_dataset(images.data, 0)[0]).trainer
+    assert (t.pretrain_candidates, t.pretrain_choice) == (3, "smallest_share")
+    chosen = tiny_config(
+        *RECIPE, f"data.images={blobs}", "trainer.pretrain_candidates=2", "trainer.pretrain_choice=confidence"
+    )
+    t = resolve(chosen, load_dataset(chosen.data, 0)[0]).trainer
+    assert (t.pretrain_candidates, t.pretrain_choice) == (2, "confidence")
     np.savez(rows := tmp_path / "rows.npz", x=np.load(blobs)["x"].reshape(600, 64))
-    table = tiny_config("data=table", f"data.path={rows}", "trainer.pretrain_epochs=1")
-    assert resolve(table, load_dataset(table.data, 0)[0]).trainer.pretrain_choice == "confidence"
+    table = tiny_config("data=table", f"data.path={rows}", "trainer.pretrain_epochs=1", "prior.init=gmm", *auto)
+    t = resolve(table, load_dataset(table.data, 0)[0]).trainer
+    assert (t.pretrain_candidates, t.pretrain_choice) == (2, "confidence")
+    assert compose_config().trainer.pretrain_candidates is None  # the default recipe leaves it to the data
 
 
 def test_pretraining_candidates_need_a_fitted_mixture(tiny_config):
@@ -121,8 +131,6 @@ def test_default_recipe_clusters_mnist5k(tfds_dir, tmp_path):
     """The real default on seed 7 (about 7 minutes on 2 cores): ACC 0.908, confidence 0.968; of its three
     pretraining candidates (initial ACC 0.911, 0.902, 0.895; smallest clusters 0.075, 0.066, 0.082) it keeps
     the third. The digits are found in unlabelled data, and the label-free signal says so."""
-    from conftest import compose_config
-
     m = train(compose_config(f"data.data_dir={tfds_dir}", "trainer.progress=false", "seed=7"), tmp_path)
     assert m["cluster_acc"] >= 0.89 and m["components_used"] == 10
     assert m["confidence"] >= 0.96  # of the 10 one-candidate seeds, the one that merged digits had 0.957

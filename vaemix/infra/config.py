@@ -100,8 +100,8 @@ class TrainerConfig:
     pretrain_epochs: int = 0  # autoencoder pretraining of the same networks before the ELBO phase
     pretrain_lr: float = 1e-3
     # Pretrain this many candidates from different seeds and keep one by pretrain_choice, scored on the
-    # training latents under its fitted prior; not a restart of the run dir.
-    pretrain_candidates: int = 1
+    # training latents under its fitted prior (None: 3 for images, 2 for a table); not a restart of the run dir.
+    pretrain_candidates: int | None = 1
     # smallest_share: the largest smallest cluster (ties: confidence) | confidence: mean max_k p(k|z) |
     # auto: smallest_share for images, confidence for tables (where the share ranked candidates no better)
     pretrain_choice: str = "auto"

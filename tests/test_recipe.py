@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import compose_config
+from vaemix.apps.pretraining import candidate_score
 from vaemix.apps.resolve import resolve
 from vaemix.apps.training import train
 from vaemix.infra.datasets import load_dataset
@@ -97,6 +98,15 @@ def test_pretraining_candidates_keep_the_largest_smallest_cluster_and_resume(tin
     train(cfg("trainer.max_steps=1"), tmp_path)
     assert json.loads((tmp_path / "pretrain_candidates.json").read_text()) == record
     np.testing.assert_array_equal(_encoder_kernel(ckpt0), _encoder_kernel(tf.train.latest_checkpoint(str(kept))))
+
+
+def test_candidates_rank_by_the_smallest_share_then_the_confidence_or_by_the_confidence():
+    split = {"smallest_share": 0.04, "confidence": 0.98}  # a merge leaves a class split in two, yet confident
+    whole = {"smallest_share": 0.09, "confidence": 0.97}
+    tied = {"smallest_share": 0.09, "confidence": 0.975}
+    by = lambda choice, *records: max(records, key=lambda r: candidate_score(r, choice))  # noqa: E731
+    assert by("smallest_share", split, whole) is whole and by("confidence", split, whole) is split
+    assert by("smallest_share", whole, tied) is tied  # equal shares: the more confident
 
 
 def test_pretraining_auto_is_three_by_the_share_for_images_and_two_by_the_confidence_for_tables(

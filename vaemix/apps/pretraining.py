@@ -104,7 +104,7 @@ def _candidate(loop: Loop, state: State, run_dir: Path, c: int) -> dict:
     return record
 
 
-def _score(record: dict, choice: str) -> tuple[float, ...]:
+def candidate_score(record: dict, choice: str) -> tuple[float, ...]:
     """What ``trainer.pretrain_choice`` ranks candidates by (higher is kept)."""
     if choice == "smallest_share":
         return record["smallest_share"], record["confidence"]
@@ -151,7 +151,7 @@ def initialise(loop: Loop, state: State, run_dir: Path) -> dict:
         if n == 1:
             return record
         _report(loop, state.vae, record, n)
-        if best is None or _score(record, choice) > _score(best, choice):
+        if best is None or candidate_score(record, choice) > candidate_score(best, choice):
             best = record
             kept = _weights(state.vae) if c < n - 1 else None  # the last one is in the model already
     if kept is not None:

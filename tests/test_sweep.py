@@ -56,4 +56,5 @@ def test_an_unknown_objective_is_one_line():
         [sys.executable, "train.py", "optimized_metric=accuracy"], cwd=ROOT, capture_output=True, text=True
     )
     assert done.returncode == 2
-    assert "optimized_metric='accuracy' is not allowed; choose one of: confidence, separation, elbo" in done.stderr
+    allowed = "confidence, separation, smallest_share, elbo, cluster_acc, nmi, ari"
+    assert f"optimized_metric='accuracy' is not allowed; choose one of: {allowed}" in done.stderr

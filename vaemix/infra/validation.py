@@ -25,7 +25,7 @@ from vaemix.infra.config import (
 
 TASKS = ("vae", "gmm", "bgmm_svi", "bgmm_hmc", "mdn")
 # What a sweep may maximise: label-free signals first, then those that need labels
-OBJECTIVES = ("confidence", "separation", "elbo", "cluster_acc", "nmi", "ari")
+OBJECTIVES = ("confidence", "separation", "smallest_share", "elbo", "cluster_acc", "nmi", "ari")
 LIKELIHOODS = ("auto", "bernoulli", "gaussian", "gaussian_per_feature", "logistic")
 
 

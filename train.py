@@ -8,7 +8,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from vaemix.cli import main_guard, run_dir
+from vaemix.cli import done_line, main_guard, run_dir
 from vaemix.errors import VaemixError
 from vaemix.infra.config import register_schemas
 from vaemix.infra.validation import to_config
@@ -28,13 +28,7 @@ def _train(cfg: DictConfig) -> dict:
     from vaemix.apps.training import train
 
     metrics = train(config, run_dir(), command=sys.argv)
-    clusters = (
-        f", cluster separation {metrics['separation']:.3f}, confidence {metrics['confidence']:.3f} and smallest "
-        f"cluster {metrics['smallest_share']:.3f} (label-free)"
-        if "separation" in metrics
-        else ""
-    )
-    print(f"done: step {metrics['step']}, eval ELBO {metrics['elbo']:.2f} nats{clusters}; run dir {run_dir()}")
+    print(done_line(metrics, run_dir()))
     return metrics
 
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from conftest import ROOT, TINY
+from vaemix.cli import done_line
 
 
 def _run(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
@@ -71,3 +72,14 @@ def test_hydra_composition_errors_become_one_line():
         "Config search path:\n\tprovider=hydra, path=pkg://hydra.conf"
     )
     assert one_line(missing) == "In 'config': Could not find 'prior/x'; available options in 'prior': gmm, normal"
+
+
+def test_the_last_line_names_the_signals_and_says_why_separation_is_missing():
+    metrics = {"step": 900, "elbo": -132.6, "separation": 0.1824, "confidence": 0.9741, "smallest_share": 0.059}
+    assert done_line(metrics, "out") == (
+        "done: step 900, eval ELBO -132.60 nats, cluster separation 0.182, confidence 0.974 and smallest "
+        "cluster 0.059 (label-free); run dir out"
+    )
+    one = done_line({**metrics, "separation": float("nan"), "smallest_share": 0.0}, "out")
+    assert "cluster separation n/a (one cluster holds every test example)," in one and "nan" not in one
+    assert done_line({"step": 1, "elbo": -90.0}, "out") == "done: step 1, eval ELBO -90.00 nats; run dir out"

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, TINY, compose_config
-from vaemix.apps.evaluation import evaluate_run
+from vaemix.apps.evaluation import evaluate_run, format_table
 from vaemix.apps.training import train
 from vaemix.errors import VaemixError
 from vaemix.infra.config import DataConfig, EvalOptions
@@ -83,3 +83,11 @@ def test_evaluate_py_reports_a_bad_run_dir_in_one_line(tmp_path):
     )
     assert r.returncode == 2
     assert f"error: {tmp_path} is not a vaemix run dir" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_table_explains_a_missing_separation_under_it():
+    table = format_table({"step": 1, "separation": float("nan"), "confidence": 0.158})
+    rows = table.splitlines()
+    assert "separation  nan" in rows[2] and rows[1].startswith("step        1")
+    assert any(r.startswith("separation: ") and "nan when one cluster holds every example" in r for r in rows)
+    assert any(r.startswith("confidence: label-free") for r in rows)

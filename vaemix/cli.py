@@ -1,8 +1,10 @@
-"""What the entry scripts share: quiet TF logs, the run dir, and one line for a user's mistake."""
+"""What the entry scripts share: quiet TF logs, the run dir, one line for a user's mistake, and the last line
+of a training run."""
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -90,3 +92,17 @@ def main_guard(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume from the latest checkpoint", file=sys.stderr)
         sys.exit(130)
+
+
+def done_line(metrics: dict[str, Any], where: str) -> str:
+    """``train.py``'s last line: the step, the held-out ELBO and the label-free cluster signals."""
+    clusters = ""
+    if "separation" in metrics:
+        separation = metrics["separation"]
+        # A silhouette needs two clusters: say so rather than print nan.
+        shown = "n/a (one cluster holds every test example)" if math.isnan(separation) else f"{separation:.3f}"
+        clusters = (
+            f", cluster separation {shown}, confidence {metrics['confidence']:.3f} and smallest "
+            f"cluster {metrics['smallest_share']:.3f} (label-free)"
+        )
+    return f"done: step {metrics['step']}, eval ELBO {metrics['elbo']:.2f} nats{clusters}; run dir {where}"

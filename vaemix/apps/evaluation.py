@@ -96,7 +96,7 @@ NOTES = {
     "iwae_cross_entropy": "grey levels scored by a Bernoulli likelihood: a cross-entropy in nats, not a "
     "log-likelihood (train with data.binarize=static for one)",
     "separation": "label-free: the silhouette of the model's clusters of the latent means (-1 to 1, higher is "
-    "better separated)",
+    "better separated; nan when one cluster holds every example)",
     "confidence": "label-free: the mean of max_k p(k|z) (1/K to 1)",
     "smallest_share": "label-free: the share of the data in the smallest cluster (about 1/K for balanced classes; "
     "near 0 when a class is split across two clusters)",

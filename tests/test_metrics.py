@@ -5,7 +5,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from vaemix.maths.metrics import cluster_accuracy, cluster_separation, clustering_metrics, most_agreed
-from vaemix.maths.priors import MixturePrior, assignment_confidence, most_probable_component
+from vaemix.maths.priors import MixturePrior, assignments, most_probable_component
 
 
 def test_hungarian_matching_hand_worked():
@@ -59,6 +59,10 @@ def test_label_free_signals_tell_separated_from_merged_clusters():
     assert np.isnan(cluster_separation(one, np.zeros(1000, int)))
     prior = MixturePrior(2, 1)
     prior.assign(np.array([0.5, 0.5]), np.array([[-10.0], [10.0]]), np.ones((2, 1, 1)))
-    assert assignment_confidence(prior(), two) > 0.99
+    clusters, confidence = assignments(prior(), two)
+    assert confidence > 0.99 and cluster_accuracy(clusters, split) == 1.0
     prior.assign(np.array([0.5, 0.5]), np.array([[-0.1], [0.1]]), np.ones((2, 1, 1)))
-    assert 0.5 <= assignment_confidence(prior(), one) < 0.55  # overlapping components: p(k|z) near 1/2
+    clusters, confidence = assignments(prior(), one, chunk=128)  # in chunks: the same as one pass
+    assert 0.5 <= confidence < 0.55  # overlapping components: p(k|z) near 1/2
+    np.testing.assert_array_equal(clusters, halves)  # the nearer mean still wins
+    assert confidence == pytest.approx(assignments(prior(), one)[1], abs=1e-6)

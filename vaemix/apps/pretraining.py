@@ -29,7 +29,7 @@ from vaemix.infra.examples import Examples
 from vaemix.maths.metrics import component_shares
 from vaemix.maths.networks import reset_encoder_scale
 from vaemix.maths.prior_init import fit_prior
-from vaemix.maths.priors import MixturePrior, assignment_confidence, most_probable_component
+from vaemix.maths.priors import MixturePrior, assignments
 from vaemix.maths.streams import AUGMENTATION_VIEWS, PRETRAIN_OFFSET, Stream, candidate_seed
 from vaemix.maths.vae import VAE
 
@@ -97,9 +97,8 @@ def _candidate(loop: Loop, state: State, run_dir: Path, c: int) -> dict:
     if cfg.prior.init != "random" and isinstance(vae.prior, MixturePrior):
         z = latent_means(vae, prior_fit_rows(loop.data.train, cfg.seed))
         record["agreement"] = fit_prior(vae.prior, z, cfg.prior.init, cfg.seed, cfg.prior.init_restarts)
-        mixture = vae.prior()
-        record["confidence"] = assignment_confidence(mixture, z)
-        shares = component_shares(most_probable_component(mixture, z), vae.prior.components)
+        clusters, record["confidence"] = assignments(vae.prior(), z)
+        shares = component_shares(clusters, vae.prior.components)
         record["smallest_share"] = float(shares.min())
     return record
 

@@ -11,7 +11,7 @@ import tensorflow as tf
 from vaemix.infra.examples import Examples
 from vaemix.maths.metrics import cluster_separation, clustering_metrics
 from vaemix.maths.objectives import elbo, iwae_bound, latent_noise
-from vaemix.maths.priors import MixturePrior, assignment_confidence, most_probable_component
+from vaemix.maths.priors import MixturePrior, assignments
 from vaemix.maths.streams import IWAE_OFFSET
 from vaemix.maths.vae import VAE
 
@@ -91,7 +91,6 @@ def model_report(vae: VAE, examples: Examples) -> tuple[dict[str, float], np.nda
     z = latent_means(vae, examples)
     if not isinstance(vae.prior, MixturePrior):
         return {}, z, None
-    mixture = vae.prior()
-    clusters = most_probable_component(mixture, z)
-    label_free = {"separation": cluster_separation(z, clusters), "confidence": assignment_confidence(mixture, z)}
+    clusters, confidence = assignments(vae.prior(), z)
+    label_free = {"separation": cluster_separation(z, clusters), "confidence": confidence}
     return clustering_metrics(examples.labels, clusters, vae.prior.components) | label_free, z, clusters

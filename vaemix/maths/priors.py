@@ -47,15 +47,17 @@ def _log_posteriors(mixture: tfd.MixtureSameFamily, z, chunk: int) -> np.ndarray
     return np.concatenate(parts) if parts else np.zeros((0, mixture.mixture_distribution.logits.shape[-1]))
 
 
+def assignments(mixture: tfd.MixtureSameFamily, z, chunk: int = 16_384) -> tuple[np.ndarray, float]:
+    """The model's own clusters ``argmax_k p(k|z)`` (``[N, D] -> [N]``) and their confidence, the mean over
+    rows of ``max_k p(k|z)``: 1 when every point sits inside one component, 1/K when the components overlap
+    completely. Needs no labels; one pass over ``z`` for both."""
+    log_post = _log_posteriors(mixture, z, chunk)  # [N, K]
+    return np.argmax(log_post, axis=-1), float(np.exp(log_post.max(-1)).mean())
+
+
 def most_probable_component(mixture: tfd.MixtureSameFamily, z, chunk: int = 16_384) -> np.ndarray:
     """The model's own clusters: ``argmax_k p(k|z)``, ``[N, D] -> [N]``."""
-    return np.argmax(_log_posteriors(mixture, z, chunk), axis=-1)
-
-
-def assignment_confidence(mixture: tfd.MixtureSameFamily, z, chunk: int = 16_384) -> float:
-    """The mean over rows of ``max_k p(k|z)``: 1 when every point sits inside one component, 1/K when
-    the components overlap completely. Needs no labels."""
-    return float(np.exp(_log_posteriors(mixture, z, chunk).max(-1)).mean())
+    return assignments(mixture, z, chunk)[0]
 
 
 class MixturePrior(tf.Module):

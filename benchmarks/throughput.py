@@ -70,7 +70,7 @@ def _framework(model: str, jit: str, steps: int, batch: int, experiment: str, pr
     schedule = make_schedule(len(data.train), batch, 1, 10_000, (calls + 2) * chunk)  # + compile, warm-up
     with strategy.scope():
         state = build_state(cfg, data.shape, schedule.steps_per_epoch)
-    xla = use_jit(jit, model)
+    xla = use_jit(jit, model, precision)
     options = StepOptions(0, xla, t.kl_samples, contrastive=t.contrastive, temperature=t.temperature)
     train_steps, _ = make_train_step(state.vae, state.updates, strategy, schedule, options)
     loop = Loop(strategy, data, cfg, True, Summaries("/tmp", enabled=False))
@@ -237,7 +237,7 @@ def _row(model: str, jit: str, experiment: str, bares: dict | None, args: argpar
         f"ms/step compile {f['compile_s']:4.1f}s rss {f['peak_rss_mb']:5.0f}MB"
     )
     if bares is not None:
-        xla = "true" if use_jit(jit, model).step else "false"  # the bare step is compiled where ours is
+        xla = "true" if use_jit(jit, model, args.precision).step else "false"  # the bare step is compiled where ours is
         if (model, xla) not in bares:
             bares[model, xla] = _median_run(args.repeats, "bare", model, xla, experiment, *common)
         row["bare"] = b = bares[model, xla]

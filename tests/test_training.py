@@ -93,6 +93,8 @@ def test_jit_auto_compiles_what_measured_faster_on_cpu():
     assert use_jit("auto", "conv") == Jit(step=False, latent=True, update=True)
     assert use_jit("true", "conv") == Jit(step=True, latent=False, update=True)
     assert use_jit("false", "mlp") == Jit(step=False, latent=False, update=False)
+    assert use_jit("auto", "mlp", "mixed_bfloat16") == Jit(step=False, latent=True, update=True)
+    assert use_jit("auto", "mlp", "mixed_float16") == Jit(step=True, latent=False, update=True)
 
 
 def test_conv_gaussian_and_dynamic_binarisation_train(tiny_config, tmp_path):

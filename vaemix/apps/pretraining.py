@@ -60,7 +60,7 @@ def pretrain(loop: Loop, vae: VAE, optimizer, schedule: Schedule, ckpt_dir: Path
     t = loop.cfg.trainer
     options = StepOptions(
         seed=seed,
-        jit=use_jit(t.jit, loop.cfg.model.architecture),
+        jit=use_jit(t.jit, loop.cfg.model.architecture, t.precision),
         kl_samples=0,
         beta=lambda _: 0.0,
         contrastive=t.pretrain_contrastive,

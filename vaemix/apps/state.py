@@ -70,7 +70,7 @@ def build_state(cfg: Config, shape: tuple[int, ...], steps_per_epoch: int) -> St
     t = cfg.trainer
     vae = _built_vae(cfg, shape)
     decay_steps = t.lr_decay_epochs * steps_per_epoch
-    jit, scaled = use_jit(t.jit, cfg.model.architecture).update, t.precision == "mixed_float16"
+    jit, scaled = use_jit(t.jit, cfg.model.architecture, t.precision).update, t.precision == "mixed_float16"
     optimizer = _adam(_decayed(t.lr, t.lr_decay, decay_steps), jit, scaled)  # the networks' (float16 layers)
     updates = [(optimizer, list(vae.trainable_variables))]
     optimizers = {"optimizer": optimizer}
@@ -96,7 +96,7 @@ def take_configured_rates(cfg: Config, optimizers: dict[str, keras.optimizers.Op
 
 def pretrain_optimizer(cfg: Config, vae: VAE) -> keras.optimizers.Optimizer:
     """A fresh optimizer of pretraining, built; call in ``strategy.scope()``."""
-    jit = use_jit(cfg.trainer.jit, cfg.model.architecture).update
+    jit = use_jit(cfg.trainer.jit, cfg.model.architecture, cfg.trainer.precision).update
     optimizer = _adam(cfg.trainer.pretrain_lr, jit, cfg.trainer.precision == "mixed_float16")
     optimizer.build(vae.network_variables)
     return optimizer

@@ -56,16 +56,18 @@ class Jit(NamedTuple):
     update: bool
 
 
-def use_jit(setting: str, architecture: str) -> Jit:
+def use_jit(setting: str, architecture: str, precision: str = "float32") -> Jit:
     """Resolve ``trainer.jit``; ``auto`` is what measured fastest (benchmarks/README.md).
 
-    On a CPU, XLA speeds the MLP's whole step but slows the conv net's convolutions, so there it
+    On a CPU, XLA speeds the float32 MLP's whole step but slows the conv net's convolutions and the
+    bfloat16 MLP's matrix products (oneDNN's run on the CPU's bfloat16 units, XLA's do not), so there it
     compiles only the latent maths around them; it compiles the optimizer update everywhere, and with a
     GPU everything. ``false`` turns XLA off everywhere. ``latent`` is never set with ``step``: an XLA
     function nested in the XLA step runs far slower."""
     if setting != "auto":
         return Jit(setting == "true", False, setting == "true")
-    whole = architecture == "mlp" or bool(tf.config.list_physical_devices("GPU"))
+    on_cpu = not tf.config.list_physical_devices("GPU")
+    whole = not on_cpu or (architecture == "mlp" and precision != "mixed_bfloat16")
     return Jit(whole, not whole, True)
 
 

@@ -106,7 +106,7 @@ def _elbo_phase(loop: Loop, state: State, schedule: Schedule, ckpts: Checkpoints
     t = cfg.trainer
     options = StepOptions(
         seed=cfg.seed,
-        jit=use_jit(t.jit, cfg.model.architecture),
+        jit=use_jit(t.jit, cfg.model.architecture, t.precision),
         kl_samples=t.kl_samples,
         beta=_beta(t.kl_warmup_epochs * schedule.steps_per_epoch),
         contrastive=t.contrastive,

@@ -7,9 +7,12 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
+import tensorflow as tf
+
 from vaemix.errors import VaemixError
 from vaemix.infra.config import Config
 from vaemix.infra.examples import Dataset
+from vaemix.infra.hardware import cpu_has_bfloat16_units
 
 log = logging.getLogger("vaemix")
 
@@ -64,6 +67,18 @@ def _candidates(cfg: Config, table: bool) -> int:
     return candidates
 
 
+def _precision(cfg: Config, data: Dataset) -> str:
+    """``trainer.precision`` (null: mixed_bfloat16 where it was measured to give the recipe's clusters
+    faster, the image MLP on a CPU with bfloat16 units; float32 elsewhere)."""
+    if cfg.trainer.precision is not None:
+        return cfg.trainer.precision
+    fast = data.kind == "images" and cfg.model.architecture == "mlp" and not tf.config.list_physical_devices("GPU")
+    if fast and cpu_has_bfloat16_units():
+        log.info("trainer.precision=mixed_bfloat16: this CPU has bfloat16 units (trainer.precision=float32: off)")
+        return "mixed_bfloat16"
+    return "float32"
+
+
 def _likelihood(cfg: Config, data: Dataset) -> str:
     if cfg.model.likelihood != "auto":
         return cfg.model.likelihood
@@ -74,8 +89,9 @@ def _likelihood(cfg: Config, data: Dataset) -> str:
 
 def resolve(cfg: Config, data: Dataset, replicas: int = 1) -> Config:
     """``cfg`` with ``model.likelihood=auto``, ``model.hidden``, ``model.latent_dim``, ``trainer.batch_size``,
-    ``trainer.pretrain_candidates`` null, ``trainer.pretrain_choice=auto``, a batch larger than a table's
-    training split, and pretraining candidates without a mixture to choose them by, resolved."""
+    ``trainer.pretrain_candidates`` and ``trainer.precision`` null, ``trainer.pretrain_choice=auto``, a batch
+    larger than a table's training split, and pretraining candidates without a mixture to choose them by,
+    resolved."""
     n, k = len(data.train), cfg.prior.components
     if cfg.prior.kind == "gmm" and n < k:
         raise VaemixError(f"the training split has {n} rows for prior.components={k}; use fewer components")
@@ -96,6 +112,7 @@ def resolve(cfg: Config, data: Dataset, replicas: int = 1) -> Config:
         batch_size=_batch(cfg, data, replicas),
         pretrain_candidates=_candidates(cfg, table),
         pretrain_choice=choice,
+        precision=_precision(cfg, data),
     )
     resolved = replace(cfg, model=model, trainer=trainer)
     if table or likelihood != cfg.model.likelihood:

@@ -112,15 +112,16 @@ class TrainerConfig:
     contrastive: float = 0.0
     temperature: float = 2.0
     kl_samples: int = 1  # Monte Carlo samples of z per example for reconstruction and KL
-    jit: str = "auto"  # XLA-compile the per-replica step: auto (mlp always, conv on GPU) | true | false
+    jit: str = "auto"  # XLA-compile the per-replica step: auto (GPU; a CPU: the float32 mlp) | true | false
     log_every: int = 20  # steps between scalar summaries (and finite-loss checks)
     checkpoint_every: int = 500  # steps between checkpoints (also saved at the end)
     keep_checkpoints: int = 3
     image_every: int = 500  # steps between TensorBoard pictures (0: only at the end)
     eval_samples: int = 1  # z samples per test example for eval/elbo each epoch
     progress: bool = True  # progress bar on a terminal
-    # float32 | mixed_float16 (dynamic loss scaling) | mixed_bfloat16; heads, loss and variables stay float32
-    precision: str = "float32"
+    # float32 | mixed_float16 (dynamic loss scaling) | mixed_bfloat16; heads, loss and variables stay float32.
+    # null (the recipe): mixed_bfloat16 for the image MLP on a CPU with bfloat16 units, else float32
+    precision: str | None = "float32"
     deterministic: bool = False  # tf.config.experimental.enable_op_determinism: same numbers every run
     overwrite: bool = False  # start the run dir again: its earlier files are moved aside to previous-<time>/
 

@@ -112,7 +112,8 @@ def check_prior(p: PriorConfig, pretrain_epochs: int) -> None:
 def check_trainer(t: TrainerConfig, augment: bool) -> None:
     t.jit = str(t.jit).lower()
     choice("trainer.jit", t.jit, ("auto", "true", "false"))
-    choice("trainer.precision", t.precision, ("float32", "mixed_float16", "mixed_bfloat16"))
+    if t.precision is not None:
+        choice("trainer.precision", t.precision, ("float32", "mixed_float16", "mixed_bfloat16"))
     choice("trainer.pretrain_choice", t.pretrain_choice, ("auto", "smallest_share", "confidence"))
     for key in (
         "epochs",

@@ -128,7 +128,7 @@ def test_pretraining_auto_is_three_by_the_share_for_images_and_two_by_the_confid
     assert compose_config().trainer.pretrain_candidates is None  # the default recipe leaves it to the data
 
 
-def test_precision_null_is_bfloat16_only_for_the_image_mlp_on_a_cpu_with_bfloat16_units(
+def test_precision_null_is_bfloat16_only_for_grey_images_through_the_mlp_on_a_cpu_with_bfloat16_units(
     tiny_config, blobs, tmp_path, monkeypatch
 ):
     images = tiny_config(*RECIPE, f"data.images={blobs}", "trainer.precision=null")
@@ -138,6 +138,8 @@ def test_precision_null_is_bfloat16_only_for_the_image_mlp_on_a_cpu_with_bfloat1
         assert resolve(images, data).trainer.precision == expected
     conv = tiny_config(*RECIPE, f"data.images={blobs}", "trainer.precision=null", "model=conv")
     assert resolve(conv, data).trainer.precision == "float32"  # measured only for the MLP
+    binary = tiny_config(*RECIPE, f"data.images={blobs}", "trainer.precision=null", "data.binarize=static")
+    assert resolve(binary, data).trainer.precision == "float32"  # bfloat16 cost binarised digits density
     np.savez(rows := tmp_path / "rows.npz", x=np.load(blobs)["x"].reshape(600, 64))
     table = tiny_config("data=table", f"data.path={rows}", "trainer.precision=null")
     monkeypatch.setattr("vaemix.apps.resolve.cpu_has_bfloat16_units", lambda: True)

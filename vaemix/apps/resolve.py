@@ -68,12 +68,13 @@ def _candidates(cfg: Config, table: bool) -> int:
 
 
 def _precision(cfg: Config, data: Dataset) -> str:
-    """``trainer.precision`` (null: mixed_bfloat16 where it was measured to give the recipe's clusters
-    faster, the image MLP on a CPU with bfloat16 units; float32 elsewhere)."""
+    """``trainer.precision`` (null: mixed_bfloat16 where it was measured to give the recipe's clusters and
+    density faster, grey-level images through the MLP on a CPU with bfloat16 units; float32 elsewhere, as
+    for binarised images, whose likelihood it made worse)."""
     if cfg.trainer.precision is not None:
         return cfg.trainer.precision
-    fast = data.kind == "images" and cfg.model.architecture == "mlp" and not tf.config.list_physical_devices("GPU")
-    if fast and cpu_has_bfloat16_units():
+    grey_mlp = data.kind == "images" and cfg.data.binarize == "none" and cfg.model.architecture == "mlp"
+    if grey_mlp and not tf.config.list_physical_devices("GPU") and cpu_has_bfloat16_units():
         log.info("trainer.precision=mixed_bfloat16: this CPU has bfloat16 units (trainer.precision=float32: off)")
         return "mixed_bfloat16"
     return "float32"

@@ -120,7 +120,7 @@ class TrainerConfig:
     eval_samples: int = 1  # z samples per test example for eval/elbo each epoch
     progress: bool = True  # progress bar on a terminal
     # float32 | mixed_float16 (dynamic loss scaling) | mixed_bfloat16; heads, loss and variables stay float32.
-    # null (the recipe): mixed_bfloat16 for the image MLP on a CPU with bfloat16 units, else float32
+    # null (the recipe): mixed_bfloat16 for grey-level images through the MLP on a CPU with bfloat16 units
     precision: str | None = "float32"
     deterministic: bool = False  # tf.config.experimental.enable_op_determinism: same numbers every run
     overwrite: bool = False  # start the run dir again: its earlier files are moved aside to previous-<time>/

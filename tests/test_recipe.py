@@ -143,7 +143,7 @@ def test_precision_null_is_bfloat16_only_for_grey_images_through_the_mlp_on_a_cp
     np.savez(rows := tmp_path / "rows.npz", x=np.load(blobs)["x"].reshape(600, 64))
     table = tiny_config("data=table", f"data.path={rows}", "trainer.precision=null")
     monkeypatch.setattr("vaemix.apps.resolve.cpu_has_bfloat16_units", lambda: True)
-    assert resolve(table, load_dataset(table.data, 0)[0]).trainer.precision == "float32"  # no faster for tables
+    assert resolve(table, load_dataset(table.data, 0)[0]).trainer.precision == "float32"  # not measured for tables
     chosen = tiny_config(*RECIPE, f"data.images={blobs}", "trainer.precision=float32")
     assert resolve(chosen, data).trainer.precision == "float32"
     assert compose_config().trainer.precision is None  # the default recipe leaves it to the machine

@@ -88,6 +88,7 @@ CASES = [
     _data(["data=table", "data.path={d}/missing.csv"], "values are missing (set data.impute=mean or median"),
     _data(["data=table", "data.path={d}/infinite.csv"], "values are infinite at row 2 column 0"),
     _data(["data=table", "data.path={d}/tiny.csv"], "the training split has 2 rows for prior.components=3"),
+    _data(["data=table", "data.path={d}/cut.npy"], "cut.npy: the file is shorter than the 50 rows its header"),
     _data(["data=table", "data.path={d}/points.csv", "data.label_column=species"],
           "data.label_column='species' is not a column of"),
     _data(["data=local", "data.images={d}/folder"], "could not be read as images: broken.png"),
@@ -137,6 +138,8 @@ def _bad_files(d: Path) -> Path:
     (d / "missing.csv").write_text("a,b\n1,2\n3,\n" + "5,6\n" * 20)
     (d / "infinite.csv").write_text("a,b\n1,2\n3,4\ninf,6\n" + "5,6\n" * 20)
     (d / "tiny.csv").write_text("a,b\n1,2\n3,4\n5,7\n")
+    np.save(d / "cut.npy", np.zeros((50, 3), np.float32))
+    (d / "cut.npy").write_bytes((d / "cut.npy").read_bytes()[:-12])  # a copy that stopped short
     points = np.random.default_rng(0).normal(size=(200, 2))
     np.savetxt(d / "points.csv", points, delimiter=",", header="a,b", comments="")
     np.savetxt(d / "wide.csv", np.c_[points, points[:, 0]], delimiter=",", header="a,b,c", comments="")

@@ -129,6 +129,19 @@ def test_an_npy_read_from_disk_feeds_the_same_batches_as_memory(tmp_path):
     np.testing.assert_allclose(a[0], expected, atol=1e-6)
 
 
+def test_npy_rows_read_runs_slices_and_nothing_and_reject_a_cut_off_file(tmp_path):
+    x = np.arange(60, dtype=np.float32).reshape(20, 3)
+    np.save(tmp_path / "x.npy", x)
+    rows = NpyRows(tmp_path / "x.npy")
+    for key in ([19, 0, 1, 2, 7, 8, 3], [5], slice(4, 9), slice(9, 4), []):
+        np.testing.assert_array_equal(rows[key], x[key])
+    np.testing.assert_array_equal(np.asarray(rows), x)
+    data = (tmp_path / "x.npy").read_bytes()
+    (tmp_path / "cut.npy").write_bytes(data[:-5])
+    with pytest.raises(VaemixError, match="shorter than the 20 rows its header declares"):
+        NpyRows(tmp_path / "cut.npy")
+
+
 def test_corruption_swaps_values_within_their_own_column():
     x = tf.constant(np.arange(40, dtype=np.float32).reshape(8, 5))  # column j holds j, j+5, j+10, ...
     seed = tf.constant([4, 2], tf.int64)

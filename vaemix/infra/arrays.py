@@ -62,6 +62,11 @@ class NpyRows:
         self.path, self.shape, self.dtype, self.ndim = path, tuple(shape), np.dtype(dtype), 2
         self.row_bytes = shape[1] * self.dtype.itemsize
         self._fd = os.open(path, os.O_RDONLY)
+        if os.fstat(self._fd).st_size < self.offset + self.shape[0] * self.row_bytes:
+            raise VaemixError(self._short())
+
+    def _short(self) -> str:
+        return f"{self.path}: the file is shorter than the {self.shape[0]} rows its header declares (cut off?)"
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -70,25 +75,28 @@ class NpyRows:
         if hasattr(self, "_fd"):
             os.close(self._fd)
 
-    def _read(self, first: int, count: int) -> bytes:
-        return os.pread(self._fd, count * self.row_bytes, self.offset + first * self.row_bytes)
+    def _read_into(self, out: memoryview, first: int) -> None:
+        """Fill ``out`` with the bytes of the rows from ``first`` on (a file cut off since it was opened:
+        a clear error)."""
+        if os.preadv(self._fd, [out], self.offset + first * self.row_bytes) != len(out):
+            raise VaemixError(self._short())
 
     def __getitem__(self, key) -> np.ndarray:
-        """Rows by a slice (one read) or by an array of row numbers (one read per run of consecutive rows)."""
+        """Rows by a slice or by an array of row numbers, read straight into the returned array (one read
+        per run of consecutive rows)."""
         if isinstance(key, slice):
             start, stop, _ = key.indices(self.shape[0])
-            data = self._read(start, max(stop - start, 0))
-            return np.frombuffer(data, self.dtype).reshape(-1, self.shape[1]).copy()
+            key = np.arange(start, max(stop, start))
         rows = np.asarray(key, np.int64)
-        breaks = np.flatnonzero(np.diff(rows) != 1) + 1  # runs of consecutive rows
-        parts = [
-            np.frombuffer(self._read(int(run[0]), len(run)), self.dtype) for run in np.split(rows, breaks) if len(run)
-        ]
-        return (
-            np.concatenate(parts).reshape(len(rows), self.shape[1])
-            if parts
-            else np.empty((0, self.shape[1]), self.dtype)
-        )
+        out = np.empty((len(rows), self.shape[1]), self.dtype)
+        if not len(rows):
+            return out
+        bytes_out, size = memoryview(out.reshape(-1).view(np.uint8)), self.row_bytes
+        starts = np.flatnonzero(np.diff(rows, prepend=-2) != 1)  # where each run of consecutive rows begins
+        ends = np.append(starts[1:], len(rows))
+        for start, end, first in zip(starts.tolist(), ends.tolist(), rows[starts].tolist(), strict=True):
+            self._read_into(bytes_out[start * size : end * size], first)
+        return out
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         rows = self[:]

@@ -85,14 +85,13 @@ class NpyRows:
         """Rows by a slice or by an array of row numbers, read straight into the returned array (one read
         per run of consecutive rows)."""
         if isinstance(key, slice):
-            start, stop, _ = key.indices(self.shape[0])
-            key = np.arange(start, max(stop, start))
+            key = np.arange(*key.indices(self.shape[0]))
         rows = np.asarray(key, np.int64)
         out = np.empty((len(rows), self.shape[1]), self.dtype)
         if not len(rows):
             return out
         bytes_out, size = memoryview(out.reshape(-1).view(np.uint8)), self.row_bytes
-        starts = np.flatnonzero(np.diff(rows, prepend=-2) != 1)  # where each run of consecutive rows begins
+        starts = np.flatnonzero(np.r_[True, np.diff(rows) != 1])  # where each run of consecutive rows begins
         ends = np.append(starts[1:], len(rows))
         for start, end, first in zip(starts.tolist(), ends.tolist(), rows[starts].tolist(), strict=True):
             self._read_into(bytes_out[start * size : end * size], first)

@@ -2,6 +2,7 @@
 the resolved model, and a table model through training, prediction and export."""
 
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -129,13 +130,17 @@ def test_an_npy_read_from_disk_feeds_the_same_batches_as_memory(tmp_path):
     np.testing.assert_allclose(a[0], expected, atol=1e-6)
 
 
-def test_npy_rows_read_runs_slices_and_nothing_and_reject_a_cut_off_file(tmp_path):
+def test_npy_rows_read_runs_slices_and_nothing_and_reject_a_cut_off_file(tmp_path, monkeypatch):
     x = np.arange(60, dtype=np.float32).reshape(20, 3)
     np.save(tmp_path / "x.npy", x)
     rows = NpyRows(tmp_path / "x.npy")
     for key in ([19, 0, 1, 2, 7, 8, 3], [5], slice(4, 9), slice(9, 4), slice(1, 12, 3), []):
         np.testing.assert_array_equal(rows[key], x[key])
     np.testing.assert_array_equal(np.asarray(rows), x)
+    real_preadv = os.preadv  # a read that returns fewer bytes than asked (as one of over 2 GiB does) reads on
+    monkeypatch.setattr(os, "preadv", lambda fd, bufs, at: real_preadv(fd, [bufs[0][:7]], at))
+    np.testing.assert_array_equal(rows[[3, 4, 5, 0]], x[[3, 4, 5, 0]])
+    monkeypatch.undo()
     data = (tmp_path / "x.npy").read_bytes()
     (tmp_path / "cut.npy").write_bytes(data[:-5])
     with pytest.raises(VaemixError, match="shorter than the 20 rows its header declares"):

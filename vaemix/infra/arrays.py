@@ -76,10 +76,15 @@ class NpyRows:
             os.close(self._fd)
 
     def _read_into(self, out: memoryview, first: int) -> None:
-        """Fill ``out`` with the bytes of the rows from ``first`` on (a file cut off since it was opened:
-        a clear error)."""
-        if os.preadv(self._fd, [out], self.offset + first * self.row_bytes) != len(out):
-            raise VaemixError(self._short())
+        """Fill ``out`` with the bytes of the rows from ``first`` on. One read may return less than asked
+        (Linux stops at ~2 GiB), so it reads on until ``out`` is full; the file's end first is a file cut
+        off since it was opened."""
+        done, at = 0, self.offset + first * self.row_bytes
+        while done < len(out):
+            got = os.preadv(self._fd, [out[done:]], at + done)
+            if not got:
+                raise VaemixError(self._short())
+            done += got
 
     def __getitem__(self, key) -> np.ndarray:
         """Rows by a slice or by an array of row numbers, read straight into the returned array (one read

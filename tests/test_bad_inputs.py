@@ -89,11 +89,13 @@ CASES = [
     _data(["data=table", "data.path={d}/infinite.csv"], "values are infinite at row 2 column 0"),
     _data(["data=table", "data.path={d}/tiny.csv"], "the training split has 2 rows for prior.components=3"),
     _data(["data=table", "data.path={d}/cut.npy"], "cut.npy: the file is shorter than the 50 rows its header"),
+    _data(["data=table", "data.path={d}/latin1.csv"], "latin1.csv: not UTF-8 text (byte 0xe9 at offset 13)"),
+    _data(["data=table", "data.path={d}/columns.npy"], "stored column by column (Fortran order); save it row"),
     _data(["data=table", "data.path={d}/points.csv", "data.label_column=species"],
           "data.label_column='species' is not a column of"),
     _data(["data=local", "data.images={d}/folder"], "could not be read as images: broken.png"),
     Case("predict.py", ("run_dir={table}", "data=table", "data.path={d}/wide.csv"),
-         "does not fit this model: it has 3 features, the model takes 2", train_args=False),
+         "wide.csv does not fit this model: it has the column(s) 'c' it was not", train_args=False),
     Case("train.py", ("model.latent_dim=5", "hydra.run.dir={run}"), "was trained with model.latent_dim=2 (now 5)"),
     Case("evaluate.py", ("run_dir={tmp}",), "is not a vaemix run dir", train_args=False),
     Case("evaluate.py", ("run_dir={run}", "checkpoint=ckpt-99"), "no checkpoint 'ckpt-99'", train_args=False),
@@ -140,6 +142,8 @@ def _bad_files(d: Path) -> Path:
     (d / "tiny.csv").write_text("a,b\n1,2\n3,4\n5,7\n")
     np.save(d / "cut.npy", np.zeros((50, 3), np.float32))
     (d / "cut.npy").write_bytes((d / "cut.npy").read_bytes()[:-12])  # a copy that stopped short
+    (d / "latin1.csv").write_bytes("a,b\n1,2\n3,caf\u00e9\n".encode("latin-1"))
+    np.save(d / "columns.npy", np.asfortranarray(np.zeros((50, 3))))
     points = np.random.default_rng(0).normal(size=(200, 2))
     np.savetxt(d / "points.csv", points, delimiter=",", header="a,b", comments="")
     np.savetxt(d / "wide.csv", np.c_[points, points[:, 0]], delimiter=",", header="a,b,c", comments="")

@@ -10,8 +10,9 @@ from scipy.stats import logistic
 from vaemix.apps.evaluation import evaluate_run
 from vaemix.apps.training import train
 from vaemix.errors import VaemixError
+from vaemix.infra.arrays import held_out_split
 from vaemix.infra.config import EvalOptions
-from vaemix.infra.images import read_folder
+from vaemix.infra.images import load_local, read_folder
 from vaemix.maths.likelihoods import DiscretizedLogistic, bits_per_dim
 
 
@@ -36,6 +37,15 @@ def test_grey_images_keep_one_channel_and_loose_files_have_no_labels(tmp_path):
         _save(tmp_path / f"{i}.jpg", np.full((4, 4), 100 * i, np.uint8))
     x, y = read_folder(tmp_path)
     assert x.shape == (2, 4, 4, 1) and y is None
+
+
+def test_an_npz_of_images_may_name_its_labels(tmp_path):
+    x = np.zeros((6, 4, 4), np.uint8)
+    np.savez(tmp_path / "named.npz", x=x, y=np.array(["emu", "cat", "dog", "cat", "emu", "dog"]))
+    (_, train_y), (_, test_y) = load_local(str(tmp_path / "named.npz"), None, None, None, 0.5)
+    train, test = held_out_split(6, 0.5)
+    codes = np.array([2, 0, 1, 0, 2, 1])  # cat, dog, emu numbered in sorted order
+    assert train_y.tolist() == codes[train].tolist() and test_y.tolist() == codes[test].tolist()
 
 
 def test_sizes_must_agree_unless_image_size_resizes(tmp_path):

@@ -56,6 +56,46 @@ def test_a_csv_with_a_header_label_categorical_and_dropped_columns(tmp_path):
     assert headless.spec.columns == ["0", "1"] and headless.labels.tolist() == [0, 1]
 
 
+def test_a_csv_is_read_whatever_its_separator_byte_order_mark_or_all_text_header(tmp_path, caplog):
+    rows = "1.5;2\n-1;0.5\n"
+    files = [("semi", "a;b\n" + rows, "utf-8"), ("tab", "a\tb\n" + rows.replace(";", "\t"), "utf-8"),
+             ("bom", "a,b\n" + rows.replace(";", ","), "utf-8-sig")]  # fmt: skip
+    for name, text, encoding in files:
+        (tmp_path / f"{name}.csv").write_text(text, encoding=encoding)
+        table = read_table(DataConfig(name="table", path=str(tmp_path / f"{name}.csv"), drop_columns=["a"]))
+        assert table.spec.columns == ["b"] and table.values[:, 0].tolist() == [2, 0.5], name
+    words = "colour,size\nred,big\nblue,big\nred,small\n"
+    for categorical in (["colour", "size"], ["0", "1"]):  # a header of names only, found by name or not
+        d = DataConfig(name="table", path=_csv(tmp_path / "w.csv", words), categorical_columns=categorical)
+        table = read_table(d)
+        assert table.spec.columns == ["colour=blue", "colour=red", "size=big", "size=small"], categorical
+        np.testing.assert_array_equal(table.values, [[0, 1, 1, 0], [1, 0, 1, 0], [0, 1, 0, 1]])
+    headless = read_table(DataConfig(name="table", path=_csv(tmp_path / "n.csv", "red,big\nblue,big\nred,small\n"),
+                                     categorical_columns=["0", "1"]))  # fmt: skip
+    assert len(headless.values) == 3  # its first row's values recur: they are data
+    with caplog.at_level(logging.WARNING, logger="vaemix"):  # trailing commas: an unnamed column of nothing
+        trailing = read_table(DataConfig(name="table", path=_csv(tmp_path / "t.csv", "a,b,\n1,2,\n3,,\n")))
+    assert trailing.spec.columns == ["a", "b"] and "column(s) '' hold nothing in any row" in caplog.text
+
+
+def test_npz_labels_and_npy_dtypes(tmp_path):
+    x = np.arange(12.0).reshape(4, 3)
+    np.savez(tmp_path / "named.npz", x=x, y=np.array(["dog", "cat", "dog", "emu"]))
+    table = read_table(DataConfig(name="table", path=str(tmp_path / "named.npz")))
+    assert table.labels.tolist() == [1, 0, 1, 2] and table.spec.label_names == ["cat", "dog", "emu"]
+    np.savez(tmp_path / "whole.npz", x=x, y=np.array([2.0, 0.0, 1.0, 2.0]))
+    assert read_table(DataConfig(name="table", path=str(tmp_path / "whole.npz"))).labels.tolist() == [2, 0, 1, 2]
+    np.save(tmp_path / "flags.npy", x > 5)  # 0/1 features stored as booleans
+    flags = read_table(DataConfig(name="table", path=str(tmp_path / "flags.npy")))
+    assert np.asarray(flags.values, np.float64).tolist() == (x > 5).astype(float).tolist()
+    np.savez(tmp_path / "fractions.npz", x=x, y=np.array([0.0, 0.5, 1.0, 1.0]))
+    np.save(tmp_path / "objects.npy", np.array([[1, "a"]] * 4, dtype=object), allow_pickle=True)
+    for name, message in (("fractions.npz", r"labels y must be whole numbers or names, got float64 .* such as 0.0"),
+                          ("objects.npy", r"objects.npy: the array holds Python objects, not numbers")):  # fmt: skip
+        with pytest.raises(VaemixError, match=message):
+            read_table(DataConfig(name="table", path=str(tmp_path / name)))
+
+
 @pytest.mark.parametrize(
     "text,overrides,message",
     [
@@ -211,9 +251,24 @@ def test_prediction_reads_a_new_file_as_training_did(table_run, tmp_path):
     data = DataConfig(name="table", path=path, label_column="kind", categorical_columns=["site"])
     result = predict_run(run_dir, data=data, options=PredictOptions(iwae_samples=3))
     assert result["num_examples"] == 300 and result["cluster_acc"] >= 0.9
+    # The same rows with the columns in another order, the label and categorical columns not named again:
+    # the model's own, taken by name.
+    lines = open(path).read().splitlines()
+    order = [6, 5, 4, 0, 3, 1, 2]
+    shuffled = _csv(tmp_path / "shuffled.csv", "\n".join(",".join(np.array(r.split(","))[order]) for r in lines))
+    again = predict_run(run_dir, data=DataConfig(name="table", path=shuffled))
+    clusters = [np.load(r["predictions"].replace(".csv", ".npz"))["cluster"] for r in (result, again)]
+    assert again["cluster_acc"] == result["cluster_acc"] and clusters[0].tolist() == clusters[1].tolist()
+    extra = _csv(tmp_path / "extra.csv", "\n".join(f"{r},{'id' if i == 0 else i}" for i, r in enumerate(lines)))
+    with pytest.raises(VaemixError, match=r"extra.csv does not fit this model: it has the column\(s\) 'id' it was not"):
+        predict_run(run_dir, data=DataConfig(name="table", path=extra))
     wrong = _csv(tmp_path / "short.csv", "a,b,c\n1,2,3\n4,5,6\n")
-    with pytest.raises(VaemixError, match=r"does not fit this model: it has 3 features, the model takes 7"):
+    lacks = r"short.csv does not fit this model: it lacks the column\(s\) 'd', 'e', 'site' it was trained on"
+    with pytest.raises(VaemixError, match=lacks):
         predict_run(run_dir, data=DataConfig(name="table", path=wrong))
+    headless = _csv(tmp_path / "headless.csv", "1,2,3\n4,5,6\n")  # no names: its columns are taken in order
+    with pytest.raises(VaemixError, match=r"does not fit this model: it has 3 features, the model takes 7"):
+        predict_run(run_dir, data=DataConfig(name="table", path=headless))
 
 
 def test_a_table_export_takes_raw_rows(table_run, tmp_path):

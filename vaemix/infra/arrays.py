@@ -41,6 +41,25 @@ def held_out_split(n: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
     return perm[n_test:], perm[:n_test]
 
 
+def named_labels(values: list[str], names: list[str] | None) -> tuple[np.ndarray, list[str] | None]:
+    """Integer labels as they are; any others numbered in sorted order (their names kept)."""
+    if names is None and all(v.strip().lstrip("-").isdigit() for v in values):
+        return np.asarray([int(v) for v in values], np.int64), None
+    names = names or sorted({v.strip() for v in values})
+    return np.asarray([names.index(v.strip()) if v.strip() in names else -1 for v in values], np.int64), names
+
+
+def array_labels(path: Path, y: np.ndarray, names: list[str] | None = None) -> tuple[np.ndarray, list[str] | None]:
+    """Labels ``y`` from an array file: whole numbers as they are, names (strings) numbered by :func:`named_labels`."""
+    y = y.reshape(-1)
+    if y.dtype.kind in "US":
+        return named_labels([str(v) for v in y], names)
+    if y.dtype.kind in "biu" or (y.dtype.kind == "f" and bool(np.all(y == np.round(y)))):
+        return y.astype(np.int64), None
+    example = y[0].item()
+    raise VaemixError(f"{path}: its labels y must be whole numbers or names, got {y.dtype} values such as {example!r}")
+
+
 class NpyRows:
     """The rows of a 2-D ``.npy`` file, read from disk when indexed (``os.pread``): a slice or an index array
     gives an in-memory copy of just those rows, and nothing of the file stays in this process's memory, so
@@ -57,8 +76,15 @@ class NpyRows:
                 self.offset = f.tell()
         except (OSError, ValueError) as e:
             raise VaemixError(f"{path}: not a readable .npy file ({e})") from None
-        if fortran or len(shape) != 2:
-            raise VaemixError(f"{path}: a table must be a 2-D [N, F] array in C order, got shape {shape}")
+        if len(shape) != 2:
+            raise VaemixError(f"{path}: a table must be a 2-D [N, F] array, got shape {shape}")
+        if fortran:  # a row's values lie far apart: rows cannot be read one at a time
+            raise VaemixError(
+                f"{path}: the array is stored column by column (Fortran order); "
+                "save it row by row: np.save(path, np.ascontiguousarray(x))"
+            )
+        if np.dtype(dtype).hasobject:
+            raise VaemixError(f"{path}: the array holds Python objects, not numbers; save a numeric array")
         self.path, self.shape, self.dtype, self.ndim = path, tuple(shape), np.dtype(dtype), 2
         self.row_bytes = shape[1] * self.dtype.itemsize
         self._fd = os.open(path, os.O_RDONLY)

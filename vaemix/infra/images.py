@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from vaemix.errors import VaemixError
-from vaemix.infra.arrays import existing_file, held_out_split, read_npz
+from vaemix.infra.arrays import array_labels, existing_file, held_out_split, read_npz
 from vaemix.infra.config import DataConfig
 from vaemix.infra.examples import Dataset, Examples, Preprocessing
 from vaemix.maths.streams import Stream
@@ -131,7 +131,7 @@ def _check_labels(y: np.ndarray, path: str, n: int) -> np.ndarray:
     y = y.reshape(-1)
     if y.shape[0] != n:
         raise VaemixError(f"{path}: {y.shape[0]} labels for {n} images")
-    return y.astype(np.int64)
+    return array_labels(Path(path), y)[0]
 
 
 def _labels(path: str | None, key: str, n: int) -> np.ndarray | None:

@@ -9,6 +9,7 @@ and recorded in the run dir (``data.json``), so evaluation, prediction and expor
 from __future__ import annotations
 
 import csv
+import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from vaemix.errors import VaemixError
-from vaemix.infra.arrays import NpyRows, existing_file, held_out_split, read_npz
+from vaemix.infra.arrays import NpyRows, array_labels, existing_file, held_out_split, named_labels, read_npz
 from vaemix.infra.config import DataConfig
 from vaemix.infra.examples import CHUNK, Dataset, Examples, Preprocessing
 from vaemix.maths.streams import Stream
@@ -83,14 +84,54 @@ def _column(ref: str, names: list[str], key: str, path: Path) -> int:
     raise VaemixError(f"{key}={ref!r} is not a column of {path} (its columns: {', '.join(names)})")
 
 
-def _csv_rows(path: Path) -> tuple[list[str], list[list[str]]]:
+def _parse(path: Path, text: str, delimiter: str) -> list[list[str]]:
+    try:
+        return [row for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter) if row]
+    except csv.Error as e:
+        raise VaemixError(f"{path}: not a readable CSV ({e})") from None
+
+
+def _cells(path: Path) -> list[list[str]]:
+    """The non-empty rows of a UTF-8 CSV (a byte-order mark dropped) as cells, split at commas, or at the
+    ``;``, tab or ``|`` that splits every line of a file in which no line holds a comma."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        byte = f"byte {e.object[e.start]:#04x} at offset {e.start}"
+        raise VaemixError(f"{path}: not UTF-8 text ({byte}); save it as UTF-8") from None
+    rows = _parse(path, text, ",")
+    if rows and all(len(row) == 1 for row in rows):
+        for delimiter in ";\t|":
+            other = _parse(path, text, delimiter)
+            if len(other[0]) > 1 and all(len(row) == len(other[0]) for row in other):
+                log.info("%s: its cells are separated by %r, not commas", path, delimiter)
+                return other
+    return rows
+
+
+def _has_header(rows: list[list[str]], names: set[str]) -> bool:
+    """Whether the first row names the columns: it holds fewer numbers than the second, or no number and
+    either one of ``names`` (columns the config or a trained model names) or no cell that recurs in its
+    column (a category's value would)."""
+    if len(rows) < 2:
+        return False
+    numeric = [sum(_number(c) is not None for c in row) for row in rows[:2]]
+    if numeric[0] < numeric[1]:
+        return True
+    first = [c.strip() for c in rows[0]]
+    if any(_number(c) is not None and c for c in first):
+        return False
+    return bool(names & set(first)) or not any(
+        cell in {c.strip() for c in column} for cell, column in zip(first, zip(*rows[1:], strict=False), strict=False)
+    )
+
+
+def _csv_rows(path: Path, names: set[str]) -> tuple[list[str], list[list[str]]]:
     """The header (or column numbers, if the first row is data) and the rows of a CSV, all equally long."""
-    with open(path, newline="") as f:
-        rows = [row for row in csv.reader(f) if row]
+    rows = _cells(path)
     if not rows:
         raise VaemixError(f"{path}: the file has no rows")
-    numeric = [sum(_number(c) is not None for c in row) for row in rows[:2]]
-    has_header = len(rows) > 1 and numeric[0] < numeric[1]
+    has_header = _has_header(rows, names)
     names = [c.strip() for c in rows[0]] if has_header else [str(i) for i in range(len(rows[0]))]
     rows = rows[1:] if has_header else rows
     for i, row in enumerate(rows):
@@ -121,21 +162,58 @@ def _encoded(path: Path, name: str, cells: list[str], categories: list[str] | No
     return np.asarray(values, np.float64)[:, None], [name]
 
 
-def _labels(values: list[str], names: list[str] | None) -> tuple[np.ndarray, list[str] | None]:
-    """Integer labels as they are; any others numbered in sorted order (their names kept)."""
-    if names is None and all(v.strip().lstrip("-").isdigit() for v in values):
-        return np.asarray([int(v) for v in values], np.int64), None
-    names = names or sorted({v.strip() for v in values})
-    return np.asarray([names.index(v.strip()) if v.strip() in names else -1 for v in values], np.int64), names
+def _trained_columns(spec: TableSpec) -> list[str]:
+    """The columns of the file a model was trained on that its features came from."""
+    one_hot = {f"{name}={c}" for name, values in spec.categories.items() for c in values}
+    return [c for c in spec.columns if c not in one_hot] + list(spec.categories)
+
+
+def _layout(
+    path: Path, names: list[str], blank: list[int], d: DataConfig, spec: TableSpec | None
+) -> tuple[int | None, set, set]:
+    """The label column and the dropped and categorical columns of a CSV whose header is ``names``: the
+    config's, and with a trained model's ``spec`` its label and categorical columns too. The ``blank``
+    columns (no cell holds anything: a trailing comma's) are dropped, unless the model takes them. A file
+    that names the model's columns must name exactly those (in any order) once its label and dropped
+    columns are set apart."""
+    label_ref = d.label_column
+    if label_ref is None and spec and spec.label_column in names:
+        label_ref = spec.label_column
+    label = None if label_ref is None else _column(label_ref, names, "data.label_column", path)
+    drop = {_column(c, names, "data.drop_columns", path) for c in d.drop_columns}
+    categorical = {_column(c, names, "data.categorical_columns", path) for c in d.categorical_columns}
+    taken = set(_trained_columns(spec)) if spec else set()
+    empty = [j for j in blank if j != label and j not in drop and names[j] not in taken]
+    if empty:
+        nothing = _quoted([names[j] for j in empty])
+        log.warning("%s: column(s) %s hold nothing in any row and are left out", path, nothing)
+        drop |= set(empty)
+    if taken & set(names):
+        categorical |= {names.index(c) for c in spec.categories if c in names}
+        kept = [n for j, n in enumerate(names) if j != label and j not in drop]
+        missing, extra = [c for c in _trained_columns(spec) if c not in kept], [c for c in kept if c not in taken]
+        why = [f"it lacks the column(s) {_quoted(missing)} it was trained on"] if missing else []
+        if extra:
+            why.append(f"it has the column(s) {_quoted(extra)} it was not (data.drop_columns=[...] leaves them out)")
+        if why:
+            raise VaemixError(f"{path} does not fit this model: {'; '.join(why)}")
+    return label, drop, categorical
+
+
+def _quoted(names: list[str]) -> str:
+    return ", ".join(repr(n) for n in names)
 
 
 def read_csv(path: Path, d: DataConfig, spec: TableSpec | None = None) -> Table:
-    """A CSV's features, labels and spec; with ``spec`` (a trained model's), its categories and labels."""
-    names, rows = _csv_rows(path)
+    """A CSV's features, labels and spec; with ``spec`` (a trained model's), its columns, categories and
+    labels, in its order."""
+    named = {str(c) for c in (d.label_column, *d.categorical_columns, *d.drop_columns) if c is not None}
+    if spec:
+        named |= {spec.label_column or "", *_trained_columns(spec)}
+    names, rows = _csv_rows(path, named)
     columns = list(zip(*rows, strict=True))
-    label = None if d.label_column is None else _column(d.label_column, names, "data.label_column", path)
-    drop = {_column(c, names, "data.drop_columns", path) for c in d.drop_columns}
-    categorical = {_column(c, names, "data.categorical_columns", path) for c in d.categorical_columns}
+    blank = [j for j, column in enumerate(columns) if not any(c.strip() for c in column)]
+    label, drop, categorical = _layout(path, names, blank, d, spec)
     known = spec.categories if spec else {}
     parts, features, categories = [], [], {}
     for j, name in enumerate(names):
@@ -148,9 +226,12 @@ def read_csv(path: Path, d: DataConfig, spec: TableSpec | None = None) -> Table:
             categories[name] = cats
     if not features:
         raise VaemixError(f"{path}: no feature columns are left (label and dropped columns set apart)")
-    labels, label_names = (None, None) if label is None else _labels(list(columns[label]), spec and spec.label_names)
-    spec = TableSpec(features, categories, None if label is None else names[label], label_names)
-    return Table(np.concatenate(parts, axis=1), labels, spec)
+    x = np.concatenate(parts, axis=1)
+    if spec and features != spec.columns and sorted(features) == sorted(spec.columns):
+        x, features = x[:, [features.index(c) for c in spec.columns]], list(spec.columns)
+    known_labels = spec and spec.label_names
+    labels, label_names = (None, None) if label is None else named_labels(list(columns[label]), known_labels)
+    return Table(x, labels, TableSpec(features, categories, None if label is None else names[label], label_names))
 
 
 def read_table(d: DataConfig, spec: TableSpec | None = None) -> Table:
@@ -170,12 +251,13 @@ def read_table(d: DataConfig, spec: TableSpec | None = None) -> Table:
         values, labels = read_npz(p, "x"), read_npz(p, "y", optional=True)
     else:
         raise VaemixError(f"data.path={d.path!r}: a table must be a .csv, .npz or .npy file")
-    if values.ndim != 2 or not np.issubdtype(values.dtype, np.number) or len(values) == 0 or values.shape[1] == 0:
+    numeric = np.issubdtype(values.dtype, np.number) or values.dtype == bool
+    if values.ndim != 2 or not numeric or len(values) == 0 or values.shape[1] == 0:
         raise VaemixError(f"{p}: a table must be a non-empty numeric [N, F] array, got {values.dtype} {values.shape}")
-    if labels is not None and len(labels) != len(values):
-        raise VaemixError(f"{p}: {len(labels)} labels for {len(values)} rows")
-    labels = None if labels is None else np.asarray(labels).reshape(-1).astype(np.int64)
-    return Table(values, labels, TableSpec([str(i) for i in range(values.shape[1])]))
+    if labels is not None and labels.size != len(values):
+        raise VaemixError(f"{p}: {labels.size} labels for {len(values)} rows")
+    labels, names = (None, None) if labels is None else array_labels(p, labels, spec and spec.label_names)
+    return Table(values, labels, TableSpec([str(i) for i in range(values.shape[1])], label_names=names))
 
 
 def load_table(d: DataConfig, seed: int) -> tuple[np.ndarray, np.ndarray | None]:

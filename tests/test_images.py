@@ -48,6 +48,18 @@ def test_an_npz_of_images_may_name_its_labels(tmp_path):
     assert train_y.tolist() == codes[train].tolist() and test_y.tolist() == codes[test].tolist()
 
 
+def test_16_bit_grey_is_scaled_photos_stand_upright_and_hidden_files_are_skipped(tmp_path):
+    _save(tmp_path / "deep" / "a.png", np.linspace(0, 65535, 16, dtype=np.uint16).reshape(4, 4))  # mode I;16
+    (tmp_path / "deep" / "._a.png").write_bytes(b"\x00\x05\x16\x07 macOS resource fork")
+    x, _ = read_folder(tmp_path / "deep")
+    assert x.shape == (1, 4, 4, 1) and x[0, :, :, 0].ravel().tolist() == list(range(0, 256, 17))  # not clipped
+    exif = Image.Exif()
+    exif[0x0112] = 6  # EXIF orientation: shown turned 90 degrees clockwise, as a phone writes it
+    (tmp_path / "photo").mkdir()
+    Image.fromarray(np.zeros((2, 3), np.uint8)).save(tmp_path / "photo" / "r.jpg", exif=exif)
+    assert read_folder(tmp_path / "photo")[0].shape == (1, 3, 2, 1)
+
+
 def test_sizes_must_agree_unless_image_size_resizes(tmp_path):
     _save(tmp_path / "a.png", np.zeros((8, 8), np.uint8))
     _save(tmp_path / "b.png", np.zeros((4, 6), np.uint8))

@@ -142,16 +142,26 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 _GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 
 
+def _eight_bit(im):
+    """A 16-bit grey image (a PNG's ``I;16`` or ``I``) as 8 bits, 0..65535 to 0..255: PIL's own conversion
+    would clip every value above 255 to white. Other images as they are (a copy)."""
+    from PIL import Image
+
+    if im.mode.startswith("I;16") or im.mode == "I":
+        return Image.fromarray(np.round(np.asarray(im, np.float64) / 257.0).clip(0, 255).astype(np.uint8), "L")
+    return im.copy()
+
+
 def _open_images(files: list[Path]) -> list:
     """The files as PIL images, or one error line naming every file that could not be read."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     opened, bad = [], []
     for path in files:
         try:
             with Image.open(path) as im:
                 im.load()
-                opened.append(im.copy())
+                opened.append(_eight_bit(ImageOps.exif_transpose(im)))  # as a viewer shows it: upright
         except (OSError, UnidentifiedImageError, ValueError) as e:
             bad.append(f"{path.name} ({type(e).__name__})")
     if bad:
@@ -166,7 +176,9 @@ def read_folder(folder: Path, image_size: list[int] | None = None) -> Split:
     sizes are resized to ``image_size`` ``[H, W]``; without it, differing sizes are an error."""
     from PIL import Image
 
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(  # hidden files are no one's images (macOS writes "._name.png" beside each)
+        p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    )
     if not files:
         raise VaemixError(f"{folder}: no PNG or JPEG files in it or its subfolders")
     images = _open_images(files)

@@ -73,6 +73,9 @@ def test_a_csv_is_read_whatever_its_separator_byte_order_mark_or_all_text_header
     headless = read_table(DataConfig(name="table", path=_csv(tmp_path / "n.csv", "red,big\nblue,big\nred,small\n"),
                                      categorical_columns=["0", "1"]))  # fmt: skip
     assert len(headless.values) == 3  # its first row's values recur: they are data
+    gap = _csv(tmp_path / "g.csv", "red,\nblue,big\nred,small\n")
+    trained = read_table(DataConfig(name="table", path=gap, categorical_columns=["0", "1"])).spec
+    assert len(read_table(DataConfig(name="table", path=gap), trained).values) == 3  # an empty cell names nothing
     with caplog.at_level(logging.WARNING, logger="vaemix"):  # trailing commas: an unnamed column of nothing
         trailing = read_table(DataConfig(name="table", path=_csv(tmp_path / "t.csv", "a,b,\n1,2,\n3,,\n")))
     assert trailing.spec.columns == ["a", "b"] and "column(s) '' hold nothing in any row" in caplog.text

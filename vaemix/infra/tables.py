@@ -121,7 +121,7 @@ def _has_header(rows: list[list[str]], names: set[str]) -> bool:
     first = [c.strip() for c in rows[0]]
     if any(_number(c) is not None and c for c in first):
         return False
-    return bool(names & set(first)) or not any(
+    return bool((names - {""}) & set(first)) or not any(
         cell in {c.strip() for c in column} for cell, column in zip(first, zip(*rows[1:], strict=False), strict=False)
     )
 

@@ -101,3 +101,23 @@ def test_a_fitted_mixture_predicts_every_row(tmp_path):
     assert result["cluster_acc"] > 0.9
     arrays = np.load(tmp_path / "predictions" / "blobs.npz")
     np.testing.assert_allclose(arrays["probabilities"].sum(1), 1.0, rtol=1e-9)
+
+
+def test_a_fitted_mixture_reads_a_new_csv_as_its_own_and_takes_complete_rows(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 150)
+    x = np.eye(3)[labels] * 8 + rng.normal(size=(150, 3))
+    lines = ["a,b,c,kind"] + [f"{r[0]:.4f},{r[1]:.4f},{r[2]:.4f},k{k}" for r, k in zip(x, labels, strict=True)]
+    (tmp_path / "own.csv").write_text("\n".join(lines) + "\n")
+    fit_task(compose_config("task=gmm", "data=table", f"data.path={tmp_path / 'own.csv'}", "data.label_column=kind",
+                            "task.components=3"), tmp_path / "run")  # fmt: skip
+    # Its columns in another order, the label column not named again: the fit's own, taken by name.
+    moved = [",".join(np.array(line.split(","))[[3, 2, 0, 1]]) for line in lines]
+    (tmp_path / "moved.csv").write_text("\n".join(moved) + "\n")
+    results = [predict_run(tmp_path / "run", data=DataConfig(name="table", path=str(tmp_path / f"{n}.csv")))
+               for n in ("own", "moved")]  # fmt: skip
+    own, new = (np.load(r["predictions"].replace(".csv", ".npz"))["cluster"] for r in results)
+    assert results[1]["cluster_acc"] == results[0]["cluster_acc"] > 0.9 and own.tolist() == new.tolist()
+    (tmp_path / "gap.csv").write_text("\n".join(lines[:5] + ["1.0,,2.0,k0"] + lines[5:]) + "\n")
+    with pytest.raises(VaemixError, match=r"values are missing \(the toolkit fits complete rows.*at row 4 column 1"):
+        predict_run(tmp_path / "run", data=DataConfig(name="table", path=str(tmp_path / "gap.csv")))

@@ -18,7 +18,7 @@ from vaemix.infra.examples import Examples
 from vaemix.infra.pictures import all_pictures, save_png
 from vaemix.infra.rundir import load_run_config
 from vaemix.infra.summaries import Summaries, write_projector
-from vaemix.infra.tables import load_table
+from vaemix.infra.tables import TableSpec, load_table
 from vaemix.maths.likelihoods import bits_per_dim, is_normalised
 from vaemix.maths.vae import VAE
 
@@ -84,7 +84,7 @@ def evaluate_run(run_dir: str | Path, checkpoint: str | None = None, data=None, 
 def _evaluate_fit(run_dir: Path, cfg: Config, data: DataConfig | None) -> dict:
     """A toolkit run's saved fit on the held-out rows of its data (or on every row of ``data``)."""
     model, record = restore_fit(run_dir, cfg)
-    x, labels = load_table(data or cfg.data, cfg.seed)
+    x, labels, _ = load_table(data or cfg.data, cfg.seed, TableSpec.from_record(record))
     rows = np.arange(len(x)) if data else held_out_split(len(x), cfg.data.test_fraction)[1]
     metrics = {"task": cfg.task.kind, "num_examples": len(rows), "data": (data or cfg.data).name}
     metrics |= fit_metrics(model, record, x[rows], None if labels is None else labels[rows], cfg.task.components)

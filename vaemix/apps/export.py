@@ -23,7 +23,7 @@ from vaemix.infra.config import Config
 from vaemix.infra.datasets import load_dataset
 from vaemix.infra.examples import Preprocessing
 from vaemix.infra.rundir import load_run_config, recorded_commands
-from vaemix.infra.tables import load_table
+from vaemix.infra.tables import TableSpec, load_table
 from vaemix.maths.likelihoods import score_name
 from vaemix.maths.metrics import majority_labels
 from vaemix.maths.mixture import MixtureDensityNetwork
@@ -243,7 +243,7 @@ def _vae_export(run_dir: Path, cfg: Config, checkpoint: str | None) -> tuple[tf.
 
 def _fit_export(run_dir: Path, cfg: Config) -> tuple[tf.Module, dict, int]:
     model, record = restore_fit(run_dir, cfg)
-    x, labels = load_table(cfg.data, cfg.seed)
+    x, labels, _ = load_table(cfg.data, cfg.seed, TableSpec.from_record(record))
     train, test = held_out_split(len(x), cfg.data.test_fraction)
     test_labels = None if labels is None else labels[test]
     card = {

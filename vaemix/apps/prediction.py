@@ -26,7 +26,7 @@ from vaemix.infra.config import Config, DataConfig, PredictOptions
 from vaemix.infra.datasets import load_examples
 from vaemix.infra.examples import Examples
 from vaemix.infra.rundir import load_run_config
-from vaemix.infra.tables import load_table
+from vaemix.infra.tables import TableSpec, load_table
 from vaemix.infra.validation import check_data
 from vaemix.maths.likelihoods import score_name
 from vaemix.maths.metrics import clustering_metrics
@@ -128,7 +128,7 @@ def _predict_vae(run_dir: Path, cfg: Config, data: DataConfig, checkpoint: str |
 def _predict_table(run_dir: Path, cfg: Config, data: DataConfig, options: PredictOptions):
     """``(blocks, labels, score name, N)`` for a fitted mixture or MDN (no split: every row)."""
     model, record = restore_fit(run_dir, cfg)
-    rows, labels = load_table(data, cfg.seed)
+    rows, labels, _ = load_table(data, cfg.seed, TableSpec.from_record(record))
     if rows.shape[1] != record["dims"]:
         raise VaemixError(f"{data.path or data.name} has {rows.shape[1]} columns; this fit takes {record['dims']}")
     return _fit_blocks(model, record, rows, options), labels, "log_likelihood", len(rows)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -88,9 +89,10 @@ def fit_task(cfg: Config, run_dir: str | Path, command: list[str] | None = None)
     check_run_config(run_dir, cfg)
     if command:
         record_command(run_dir, command)
-    x, labels = load_table(cfg.data, seed)
+    x, labels, spec = load_table(cfg.data, seed)
     train, test = held_out_split(len(x), cfg.data.test_fraction)
     record = _columns(task, x.shape[1], cfg.data.targets) | {"labels": labels is not None}
+    record |= {} if spec is None else asdict(spec)  # so that new files are read as this one was
     model, t0 = build_fit(task, record, seed), time.perf_counter()
     ckpts = fit_checkpoints(run_dir, model)
     metrics: dict = {"task": task.kind, "num_train": len(train), "num_test": len(test)}

@@ -25,7 +25,7 @@ def load_dataset(d: DataConfig, seed: int = 0, record: dict | None = None) -> tu
         data = load_images(d, seed)
         record = {"kind": "images", "name": d.name, "binarize": d.binarize}
     elif record is not None:
-        data, spec = table_dataset(d, _spec(record), Preprocessing.from_record(record["preprocessing"]))
+        data, spec = table_dataset(d, TableSpec.from_record(record), Preprocessing.from_record(record["preprocessing"]))
         record = {"kind": "table", "name": d.name, "path": d.path, **asdict(spec)}
     else:
         data, spec = table_dataset(d)
@@ -40,10 +40,6 @@ def load_dataset(d: DataConfig, seed: int = 0, record: dict | None = None) -> tu
     return data, record
 
 
-def _spec(record: dict) -> TableSpec:
-    return TableSpec(record["columns"], record["categories"], record["label_column"], record["label_names"])
-
-
 def load_examples(d: DataConfig, split: str, record: dict, seed: int = 0) -> Examples:
     """Examples of new data read as the run's training data were (``record``): one split (``train`` or
     ``test``, as training split them) or ``all`` of it in file order."""
@@ -56,11 +52,11 @@ def load_examples(d: DataConfig, split: str, record: dict, seed: int = 0) -> Exa
     else:
         pre = Preprocessing.from_record(record["preprocessing"])
         if split == "all":
-            table = read_table(d, _spec(record))
+            table = read_table(d, TableSpec.from_record(record))
             check_values(table, d)
             examples = Examples(table.values, pre, labels=table.labels)
         else:
-            data, _ = table_dataset(d, _spec(record), pre)
+            data, _ = table_dataset(d, TableSpec.from_record(record), pre)
             examples = data.train if split == "train" else data.test
     if tuple(examples.shape) != tuple(record["shape"]):
         if record["kind"] == "table":

@@ -36,6 +36,13 @@ class TableSpec:
     label_column: str | None = None
     label_names: list[str] | None = None  # label values, when they are not integers
 
+    @classmethod
+    def from_record(cls, record: dict) -> TableSpec | None:
+        """The spec a run's data record (``data.json``) holds, if it holds one."""
+        if "columns" not in record:
+            return None
+        return cls(record["columns"], record["categories"], record["label_column"], record["label_names"])
+
 
 @dataclass(frozen=True)
 class Table:
@@ -260,12 +267,16 @@ def read_table(d: DataConfig, spec: TableSpec | None = None) -> Table:
     return Table(values, labels, TableSpec([str(i) for i in range(values.shape[1])], label_names=names))
 
 
-def load_table(d: DataConfig, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """The rows the toolkit fits: ``data=blobs`` (generated) or ``data=table`` (``data.path``), in memory."""
+def load_table(
+    d: DataConfig, seed: int, spec: TableSpec | None = None
+) -> tuple[np.ndarray, np.ndarray | None, TableSpec | None]:
+    """The rows the toolkit fits, in memory, their labels and the table's spec: ``data=blobs`` (generated,
+    no spec) or ``data=table`` (``data.path``, read as ``spec`` says when a fit's record holds one)."""
     if d.name == "blobs":
-        return blobs(d.n, d.dims, d.clusters, d.separation, seed)
-    table = read_table(d)
-    return np.asarray(table.values, np.float64), table.labels
+        return *blobs(d.n, d.dims, d.clusters, d.separation, seed), None
+    table = read_table(d, spec)
+    check_values(table, d, complete=True)
+    return np.asarray(table.values, np.float64), table.labels, table.spec
 
 
 def _bad_rows(values: np.ndarray, test, what: str, path: str) -> None:
@@ -313,13 +324,13 @@ def fit_preprocessing(train: Examples, d: DataConfig, columns: list[str]) -> Pre
     return Preprocessing("table", mean, std, None if d.impute == "none" else fill, STANDARD_CLIP)
 
 
-def check_values(table: Table, d: DataConfig) -> None:
-    """Infinities are an error; missing values are too unless ``data.impute`` fills them."""
+def check_values(table: Table, d: DataConfig, complete: bool = False) -> None:
+    """Infinities are an error; missing values are too unless ``data.impute`` fills them, and always with
+    ``complete`` (the toolkit, which does not impute)."""
     _bad_rows(table.values, np.isinf, "values are infinite", d.path or "")
-    if d.impute == "none":
-        _bad_rows(
-            table.values, np.isnan, "values are missing (set data.impute=mean or median, or fix the file)", d.path or ""
-        )
+    if complete or d.impute == "none":
+        fix = "the toolkit fits complete rows: fill or drop them" if complete else "set data.impute=mean or median"
+        _bad_rows(table.values, np.isnan, f"values are missing ({fix}, or fix the file)", d.path or "")
 
 
 def table_dataset(

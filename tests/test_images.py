@@ -1,5 +1,8 @@
 """Image folders, colour images, and the discretised logistic likelihood with bits per dimension."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -58,6 +61,20 @@ def test_16_bit_grey_is_scaled_photos_stand_upright_and_hidden_files_are_skipped
     (tmp_path / "photo").mkdir()
     Image.fromarray(np.zeros((2, 3), np.uint8)).save(tmp_path / "photo" / "r.jpg", exif=exif)
     assert read_folder(tmp_path / "photo")[0].shape == (1, 3, 2, 1)
+
+
+def test_camera_photos_are_resized_as_they_are_read_not_held_at_full_size(tmp_path):
+    for i in range(8):  # 12 megapixels each: 36 MB apiece decoded
+        Image.fromarray(np.full((3000, 4000, 3), 20 * i, np.uint8)).save(tmp_path / f"{i}.jpg")
+    # The peak resident memory of this process's own address space (VmHWM; ru_maxrss would count the parent's).
+    peak = "int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1])"
+    script = (
+        "import sys; from pathlib import Path; from vaemix.infra.images import read_folder; "
+        f"before = {peak}; x, _ = read_folder(Path(sys.argv[1]), [16, 16]); print(x.shape, {peak} - before)"
+    )
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, check=True)
+    shape, grown_kb = out.stdout.rsplit(")", 1)
+    assert shape == "(8, 16, 16, 3" and int(grown_kb) < 100_000, out.stdout  # all eight at full size: 288 MB
 
 
 def test_sizes_must_agree_unless_image_size_resizes(tmp_path):

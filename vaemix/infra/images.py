@@ -152,16 +152,29 @@ def _eight_bit(im):
     return im.copy()
 
 
-def _open_images(files: list[Path]) -> list:
-    """The files as PIL images, or one error line naming every file that could not be read."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+def _open_image(path: Path, image_size: list[int] | None):
+    """One file as an ``L`` (grey) or ``RGB`` image, upright as a viewer shows it, resized to ``image_size``
+    as soon as it is read: a folder of camera photos must not be held at full size."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as im:
+        if image_size:  # a JPEG decodes at 1/2 .. 1/8 scale when that still covers the size asked for
+            im.draft(im.mode, (max(image_size), max(image_size)))
+        im.load()
+        im = _eight_bit(ImageOps.exif_transpose(im))
+    im = im.convert("L" if im.mode in _GREY_MODES else "RGB")
+    return im.resize((image_size[1], image_size[0]), Image.BILINEAR) if image_size else im
+
+
+def _open_images(files: list[Path], image_size: list[int] | None) -> list:
+    """The files as images (see :func:`_open_image`), or one error line naming every file that could not
+    be read."""
+    from PIL import UnidentifiedImageError
 
     opened, bad = [], []
     for path in files:
         try:
-            with Image.open(path) as im:
-                im.load()
-                opened.append(_eight_bit(ImageOps.exif_transpose(im)))  # as a viewer shows it: upright
+            opened.append(_open_image(path, image_size))
         except (OSError, UnidentifiedImageError, ValueError) as e:
             bad.append(f"{path.name} ({type(e).__name__})")
     if bad:
@@ -174,20 +187,16 @@ def read_folder(folder: Path, image_size: list[int] | None = None) -> Split:
     """PNG/JPEG files of ``folder`` as ``uint8 [N, H, W, C]`` (C=3 if any is in colour, else 1), sorted by
     path; labels from the names of the subfolders they sit in (when every file is in one). Images of other
     sizes are resized to ``image_size`` ``[H, W]``; without it, differing sizes are an error."""
-    from PIL import Image
-
     files = sorted(  # hidden files are no one's images (macOS writes "._name.png" beside each)
         p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
     )
     if not files:
         raise VaemixError(f"{folder}: no PNG or JPEG files in it or its subfolders")
-    images = _open_images(files)
-    colour = any(im.mode not in _GREY_MODES for im in images)
-    images = [im.convert("RGB" if colour else "L") for im in images]
+    images = _open_images(files, image_size)
+    colour = any(im.mode == "RGB" for im in images)
+    images = [im.convert("RGB") for im in images] if colour else images
     sizes = sorted({im.size for im in images})  # (W, H)
-    if image_size:
-        images = [im.resize((image_size[1], image_size[0]), Image.BILINEAR) for im in images]
-    elif len(sizes) > 1:
+    if len(sizes) > 1:
         raise VaemixError(
             f"{folder}: images have {len(sizes)} sizes ({sizes[0][1]}x{sizes[0][0]} to {sizes[-1][1]}x{sizes[-1][0]}); "
             "set data.image_size=[H,W] to resize them"

@@ -10,11 +10,14 @@ import tensorflow_datasets as tfds
 from PIL import Image
 from scipy.stats import logistic
 
+from conftest import compose_config
 from vaemix.apps.evaluation import evaluate_run
+from vaemix.apps.resolve import resolve
 from vaemix.apps.training import train
 from vaemix.errors import VaemixError
 from vaemix.infra.arrays import held_out_split
-from vaemix.infra.config import EvalOptions
+from vaemix.infra.config import DataConfig, EvalOptions
+from vaemix.infra.datasets import load_dataset, load_examples
 from vaemix.infra.images import load_local, read_folder
 from vaemix.maths.likelihoods import DiscretizedLogistic, bits_per_dim
 
@@ -75,6 +78,20 @@ def test_camera_photos_are_resized_as_they_are_read_not_held_at_full_size(tmp_pa
     out = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, check=True)
     shape, grown_kb = out.stdout.rsplit(")", 1)
     assert shape == "(8, 16, 16, 3" and int(grown_kb) < 100_000, out.stdout  # all eight at full size: 288 MB
+
+
+def test_a_small_folder_trains_with_the_default_batch_and_new_files_are_resized_as_training_did(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(30):
+        _save(tmp_path / "own" / f"{i}.png", rng.integers(0, 256, size=(10 + i % 3, 12, 3), dtype=np.uint8))
+    cfg = compose_config("data=local", f"data.images={tmp_path / 'own'}", "data.image_size=[8,8]", "model=conv")
+    data, record = load_dataset(cfg.data)
+    assert resolve(cfg, data).trainer.batch_size == 24 == len(data.train)  # not 256, an error for 24 images
+    assert record["image_size"] == [8, 8]
+    for i in range(3):
+        _save(tmp_path / "new" / f"{i}.png", rng.integers(0, 256, size=(20, 30 + i, 3), dtype=np.uint8))
+    new = load_examples(DataConfig(name="local", images=str(tmp_path / "new")), "all", record)
+    assert len(new) == 3 and new.shape == (8, 8, 3)  # no data.image_size given: the run's
 
 
 def test_sizes_must_agree_unless_image_size_resizes(tmp_path):

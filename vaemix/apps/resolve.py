@@ -41,8 +41,13 @@ def _batch(cfg: Config, data: Dataset, replicas: int) -> int:
     """The global batch; one chosen here is a multiple of ``replicas`` (an explicit one must be already)."""
     n, batch = len(data.train), cfg.trainer.batch_size
     whole = lambda b: max(b - b % replicas, replicas)  # noqa: E731
+    if batch is None and data.kind == "images":
+        if n < IMAGE_BATCH:  # a small folder of images: the default must not be the error below
+            log.info("%d training images, fewer than the default batch of %d: the batch is the split", n, IMAGE_BATCH)
+            return whole(n)
+        return IMAGE_BATCH
     if batch is None:
-        return IMAGE_BATCH if data.kind == "images" else whole(table_batch(n))
+        return whole(table_batch(n))
     if batch > n and data.kind == "table":  # (images: an explicit error, see make_schedule)
         log.info("trainer.batch_size=%d is more than the %d training rows: the batch is the whole split", batch, n)
         return whole(n)

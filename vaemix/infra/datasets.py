@@ -3,7 +3,7 @@ with the record (``data.json``) that lets evaluation, prediction and export read
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from vaemix.errors import VaemixError
 from vaemix.infra.config import DataConfig
@@ -23,7 +23,7 @@ def load_dataset(d: DataConfig, seed: int = 0, record: dict | None = None) -> tu
     run's ``record`` (a resume), a table is read and scaled as that record says, not fitted again."""
     if not is_table(d):
         data = load_images(d, seed)
-        record = {"kind": "images", "name": d.name, "binarize": d.binarize}
+        record = {"kind": "images", "name": d.name, "binarize": d.binarize, "image_size": d.image_size}
     elif record is not None:
         data, spec = table_dataset(d, TableSpec.from_record(record), Preprocessing.from_record(record["preprocessing"]))
         record = {"kind": "table", "name": d.name, "path": d.path, **asdict(spec)}
@@ -48,6 +48,8 @@ def load_examples(d: DataConfig, split: str, record: dict, seed: int = 0) -> Exa
             f"this run was trained on {record['kind']}; data={d.name} holds {'a table' if is_table(d) else 'images'}"
         )
     if record["kind"] == "images":
+        if d.image_size is None and record.get("image_size"):  # a folder's images resized as training's were
+            d = replace(d, image_size=record["image_size"])
         examples = load_image_split(d, split, seed)
     else:
         pre = Preprocessing.from_record(record["preprocessing"])

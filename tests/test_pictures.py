@@ -1,8 +1,11 @@
 """Pictures: the latent view separates the model's components; the confusion matrix counts right."""
 
+import matplotlib.pyplot as plt
 import numpy as np
 
 from vaemix.infra import pictures
+from vaemix.infra.config import DataConfig
+from vaemix.infra.tables import table_dataset
 from vaemix.maths.metrics import cluster_separation, component_label_counts
 
 
@@ -29,3 +32,15 @@ def test_confusion_counts_and_picture():
     np.testing.assert_array_equal(counts, [[0, 2, 0], [2, 0, 0], [0, 1, 1], [0, 0, 0]])
     picture = pictures.confusion(clusters, labels, components=4)  # component 3 empty
     assert picture.dtype == np.uint8 and picture.ndim == 3 and picture.shape[2] == 3
+
+
+def test_feature_profiles_name_a_tables_features(tmp_path):
+    (tmp_path / "t.csv").write_text("alcohol,hue,site\n" + "".join(f"{i},{i % 3},{'ab'[i % 2]}\n" for i in range(20)))
+    data, _ = table_dataset(DataConfig(name="table", path=str(tmp_path / "t.csv"), categorical_columns=["site"]))
+    assert data.features == ["alcohol", "hue", "site=a", "site=b"]
+    fig, (named, many) = plt.subplots(2)
+    pictures._feature_axis(named, 4, data.features)
+    pictures._feature_axis(many, 40, [f"f{i}" for i in range(40)])  # too many to read: ten numbered ticks
+    assert [t.get_text() for t in named.get_xticklabels()] == data.features
+    assert [t.get_text() for t in many.get_xticklabels()][:2] == ["0", "4"] and len(many.get_xticks()) == 10
+    plt.close(fig)

@@ -36,8 +36,9 @@ def _likelihood_scores(vae: VAE, cfg: Config, examples: Examples, samples: int) 
 
 
 def _write_pictures(run_dir: Path, vae: VAE, cfg: Config, examples: Examples, report: tuple, step: int) -> None:
-    z, clusters = report
-    pictures = all_pictures(vae, next(examples.first(32).batches(32)), z, clusters, examples.labels, cfg.seed)
+    z, clusters, features = report
+    x = next(examples.first(32).batches(32))
+    pictures = all_pictures(vae, x, z, clusters, examples.labels, cfg.seed, features)
     for name, picture in pictures.items():
         save_png(run_dir / "eval" / f"{name}.png", picture)
     summaries = Summaries(run_dir / "eval" / "tensorboard")
@@ -77,7 +78,7 @@ def evaluate_run(run_dir: str | Path, checkpoint: str | None = None, data=None, 
     summaries.scalars(step, {f"eval/{k}": v for k, v in metrics.items() if isinstance(v, float | int)})
     summaries.flush()
     if options.pictures:
-        _write_pictures(run_dir, vae, cfg, examples, (z, clusters), step)
+        _write_pictures(run_dir, vae, cfg, examples, (z, clusters, record.get("columns")), step)
     return metrics
 
 

@@ -61,7 +61,7 @@ def training_pictures(vae: VAE, data: Dataset, seed: int, n: int = 1000) -> dict
     """Pictures of the model on (up to ``n``) test examples, for TensorBoard while training."""
     test = data.test.first(n)
     _, z, clusters = model_report(vae, test)
-    return all_pictures(vae, next(test.first(32).batches(32)), z, clusters, test.labels, seed)
+    return all_pictures(vae, next(test.first(32).batches(32)), z, clusters, test.labels, seed, data.features)
 
 
 def _eval_metrics(vae: VAE, data: Dataset, cfg: Config, summaries: Summaries):

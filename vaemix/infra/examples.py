@@ -116,6 +116,7 @@ class Dataset:
     name: str
     train: Examples
     test: Examples
+    features: list[str] | None = None  # a table's feature names (a one-hot column as "name=category")
 
     @property
     def kind(self) -> str:

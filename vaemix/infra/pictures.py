@@ -64,37 +64,42 @@ def component_samples(vae: VAE, per_component: int = 10, seed: int = 0) -> np.nd
     return image_grid(_component_draws(vae, per_component, seed))
 
 
-def _feature_axis(ax, features: int) -> None:
+def _feature_axis(ax, features: int, names: list[str] | None = None) -> None:
+    """Ticks for ``features`` features: each by its name when there are names and at most 30, else numbers."""
     ax.set_xlabel("feature")
-    ax.set_xticks(range(features) if features <= 30 else np.linspace(0, features - 1, 10).astype(int))
+    if names is not None and len(names) == features <= 30:
+        ax.set_xticks(range(features), names, rotation=60, ha="right", fontsize=7)
+    else:
+        ax.set_xticks(range(features) if features <= 30 else np.linspace(0, features - 1, 10).astype(int))
     ax.axhline(0.0, color="grey", lw=0.5)
 
 
-def component_profiles(vae: VAE, per_component: int = 50, seed: int = 0) -> np.ndarray:
+def component_profiles(vae: VAE, per_component: int = 50, seed: int = 0, names: list[str] | None = None) -> np.ndarray:
     """What each component stands for in a table: the mean decoded row of draws from p(z|k) (a line a
-    component, in standardised units) with the middle 80% of the draws shaded."""
+    component, in standardised units) with the middle 80% of the draws shaded; ``names`` label the features."""
     draws = _component_draws(vae, per_component, seed)  # [K, n, F]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.25 * draws.shape[-1]), 4))
     for k, d in enumerate(draws):
         colour = plt.cm.tab10(k % 10)
         ax.plot(d.mean(0), color=colour, lw=1.5, label=f"component {k}")
         ax.fill_between(range(d.shape[-1]), *np.percentile(d, [10, 90], axis=0), color=colour, alpha=0.15)
-    _feature_axis(ax, draws.shape[-1])
+    _feature_axis(ax, draws.shape[-1], names)
     ax.set_ylabel("decoded value (standardised)")
     ax.set_title("components as feature profiles")
     ax.legend(fontsize=7, ncol=2)
     return figure_array(fig)
 
 
-def reconstruction_profiles(vae: VAE, x: np.ndarray, rows: int = 4) -> np.ndarray:
-    """Table rows (solid) next to their reconstructions (dashed), standardised units."""
+def reconstruction_profiles(vae: VAE, x: np.ndarray, rows: int = 4, names: list[str] | None = None) -> np.ndarray:
+    """Table rows (solid) next to their reconstructions (dashed), standardised units; ``names`` label the
+    features (on the last row's axis)."""
     x = x[:rows]
     rec = vae.decoder(vae.encoder(x).mean()).mean().numpy()
     fig, axes = plt.subplots(len(x), 1, figsize=(max(6.0, 0.25 * x.shape[1]), 1.6 * len(x)), squeeze=False)
-    for ax, row, out in zip(axes[:, 0], x, rec, strict=True):
+    for i, (ax, row, out) in enumerate(zip(axes[:, 0], x, rec, strict=True)):
         ax.plot(row, color="black", lw=1.2)
         ax.plot(out, color="tab:red", lw=1.2, ls="--")
-        _feature_axis(ax, x.shape[1])
+        _feature_axis(ax, x.shape[1], names if i == len(x) - 1 else None)
     axes[0, 0].set_title("rows (solid) and reconstructions (dashed)")
     return figure_array(fig)
 
@@ -185,12 +190,22 @@ def mixture_weights(prior: MixturePrior) -> np.ndarray:
 
 
 def all_pictures(
-    vae: VAE, x: np.ndarray, z: np.ndarray, clusters: np.ndarray | None, labels: np.ndarray | None, seed: int = 0
+    vae: VAE,
+    x: np.ndarray,
+    z: np.ndarray,
+    clusters: np.ndarray | None,
+    labels: np.ndarray | None,
+    seed: int = 0,
+    features: list[str] | None = None,
 ) -> dict[str, np.ndarray]:
     """Every picture of the model by name; ``x`` model inputs (images ``[n, H, W, C]`` in [0, 1] or table
-    rows ``[n, F]``) for reconstructions, ``z`` [N, D] encoder means and ``clusters`` their components."""
+    rows ``[n, F]``, whose feature names ``features`` label the profiles) for reconstructions, ``z`` [N, D]
+    encoder means and ``clusters`` their components."""
     if x.ndim == 2:  # table rows
-        pictures = {"reconstructions": reconstruction_profiles(vae, x), "samples": component_profiles(vae, seed=seed)}
+        pictures = {
+            "reconstructions": reconstruction_profiles(vae, x, names=features),
+            "samples": component_profiles(vae, seed=seed, names=features),
+        }
     else:
         pictures = {"reconstructions": reconstructions(vae, x), "samples": component_samples(vae, seed=seed)}
     pictures["latent"] = latent_space(z, clusters if clusters is not None else np.zeros(len(z), int), labels, vae.prior)

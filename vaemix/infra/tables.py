@@ -349,4 +349,5 @@ def table_dataset(
         "table",
         Examples(table.values, pre, train, None if labels is None else labels[train]),
         Examples(table.values, pre, test, None if labels is None else labels[test]),
+        table.spec.columns,
     ), table.spec

@@ -144,12 +144,12 @@ _GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 
 def _eight_bit(im):
     """A 16-bit grey image (a PNG's ``I;16`` or ``I``) as 8 bits, 0..65535 to 0..255: PIL's own conversion
-    would clip every value above 255 to white. Other images as they are (a copy)."""
+    would clip every value above 255 to white. Other images as they are."""
     from PIL import Image
 
     if im.mode.startswith("I;16") or im.mode == "I":
         return Image.fromarray(np.round(np.asarray(im, np.float64) / 257.0).clip(0, 255).astype(np.uint8), "L")
-    return im.copy()
+    return im
 
 
 def _open_image(path: Path, image_size: list[int] | None):
@@ -161,8 +161,9 @@ def _open_image(path: Path, image_size: list[int] | None):
         if image_size:  # a JPEG decodes at 1/2 .. 1/8 scale when that still covers the size asked for
             im.draft(im.mode, (max(image_size), max(image_size)))
         im.load()
-        im = _eight_bit(ImageOps.exif_transpose(im))
-    im = im.convert("L" if im.mode in _GREY_MODES else "RGB")
+        ImageOps.exif_transpose(im, in_place=True)
+        im = _eight_bit(im)
+        im = im.convert("L" if im.mode in _GREY_MODES else "RGB")  # a new image: the file's is released
     return im.resize((image_size[1], image_size[0]), Image.BILINEAR) if image_size else im
 
 

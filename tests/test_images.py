@@ -66,6 +66,16 @@ def test_16_bit_grey_is_scaled_photos_stand_upright_and_hidden_files_are_skipped
     assert read_folder(tmp_path / "photo")[0].shape == (1, 3, 2, 1)
 
 
+def test_tiff_and_webp_files_are_images_too(tmp_path):
+    _save(tmp_path / "scans" / "a.tif", np.linspace(0, 65535, 16, dtype=np.uint16).reshape(4, 4))  # 16 bits
+    x, _ = read_folder(tmp_path / "scans")
+    assert x.shape == (1, 4, 4, 1) and x[0, :, :, 0].ravel().tolist() == list(range(0, 256, 17))
+    (tmp_path / "web").mkdir()
+    Image.fromarray(np.full((4, 4, 3), [90, 20, 200], np.uint8)).save(tmp_path / "web" / "a.webp", lossless=True)
+    x, _ = read_folder(tmp_path / "web")
+    assert x.shape == (1, 4, 4, 3) and x[0].reshape(-1, 3).tolist() == [[90, 20, 200]] * 16
+
+
 def test_camera_photos_are_resized_as_they_are_read_not_held_at_full_size(tmp_path):
     for i in range(8):  # 12 megapixels each: 36 MB apiece decoded
         Image.fromarray(np.full((3000, 4000, 3), 20 * i, np.uint8)).save(tmp_path / f"{i}.jpg")
@@ -109,7 +119,7 @@ def test_unreadable_files_are_named_in_one_line(tmp_path):
     with pytest.raises(VaemixError, match=r"1 file\(s\) of .* could not be read as images: broken.png"):
         read_folder(tmp_path)
     (tmp_path / "nothing").mkdir()
-    with pytest.raises(VaemixError, match="no PNG or JPEG files"):
+    with pytest.raises(VaemixError, match=r"no image files \(.png, .jpg, .jpeg, .bmp, .gif, .tif, .tiff, .webp\)"):
         read_folder(tmp_path / "nothing")
 
 

@@ -25,8 +25,8 @@ class DataConfig:
     download: bool = True  # let TFDS download a dataset that is not prepared locally
     train_split: str = "train"
     test_split: str = "test"
-    # data=local: IDX (.gz or raw) or .npz files, or a folder of PNG/JPEG files (labels from subfolder
-    # names); without test files, test_fraction of train is held out.
+    # data=local: IDX (.gz or raw) or .npz files, or a folder of image files (PNG, JPEG, BMP, GIF, TIFF,
+    # WebP; labels from subfolder names); without test files, test_fraction of train is held out.
     images: str | None = None
     labels: str | None = None
     test_images: str | None = None

@@ -138,7 +138,7 @@ def _labels(path: str | None, key: str, n: int) -> np.ndarray | None:
     return None if path is None else _check_labels(_read_array_file(path, key), path, n)
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 _GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 
 
@@ -185,14 +185,15 @@ def _open_images(files: list[Path], image_size: list[int] | None) -> list:
 
 
 def read_folder(folder: Path, image_size: list[int] | None = None) -> Split:
-    """PNG/JPEG files of ``folder`` as ``uint8 [N, H, W, C]`` (C=3 if any is in colour, else 1), sorted by
-    path; labels from the names of the subfolders they sit in (when every file is in one). Images of other
-    sizes are resized to ``image_size`` ``[H, W]``; without it, differing sizes are an error."""
+    """The image files of ``folder`` (PNG, JPEG, BMP, GIF, TIFF, WebP) as ``uint8 [N, H, W, C]`` (C=3 if
+    any is in colour, else 1), sorted by path; labels from the names of the subfolders they sit in (when
+    every file is in one). Images of other sizes are resized to ``image_size`` ``[H, W]``; without it,
+    differing sizes are an error."""
     files = sorted(  # hidden files are no one's images (macOS writes "._name.png" beside each)
         p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
     )
     if not files:
-        raise VaemixError(f"{folder}: no PNG or JPEG files in it or its subfolders")
+        raise VaemixError(f"{folder}: no image files ({', '.join(IMAGE_SUFFIXES)}) in it or its subfolders")
     images = _open_images(files, image_size)
     colour = any(im.mode == "RGB" for im in images)
     images = [im.convert("RGB") for im in images] if colour else images

@@ -46,7 +46,8 @@ def named_labels(values: list[str], names: list[str] | None) -> tuple[np.ndarray
     if names is None and all(v.strip().lstrip("-").isdigit() for v in values):
         return np.asarray([int(v) for v in values], np.int64), None
     names = names or sorted({v.strip() for v in values})
-    return np.asarray([names.index(v.strip()) if v.strip() in names else -1 for v in values], np.int64), names
+    number = {name: i for i, name in enumerate(names)}  # not names.index: rows x names compares
+    return np.asarray([number.get(v.strip(), -1) for v in values], np.int64), names
 
 
 def array_labels(path: Path, y: np.ndarray, names: list[str] | None = None) -> tuple[np.ndarray, list[str] | None]:

@@ -140,7 +140,7 @@ def _steady_rates(run_dir: Path) -> dict[str, float]:
     return rates
 
 
-def scale_run(work: Path, rows: int = 1_000_000, dims: int = 128, batch: int = 256) -> dict:
+def scale_run(work: Path, overrides: list[str], rows: int = 1_000_000, dims: int = 128, batch: int = 256) -> dict:
     path, run_dir = work / "scale.npy", work / "scale-run"
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(10, dims)) * 2
@@ -165,6 +165,7 @@ def scale_run(work: Path, rows: int = 1_000_000, dims: int = 128, batch: int = 2
             "trainer.epochs=1",
             "trainer.progress=false",
             f"hydra.run.dir={run_dir}",
+            *overrides,
         ],
         cwd=ROOT,
         env=ENV,
@@ -218,7 +219,7 @@ def main() -> None:
                 flush=True,
             )
     if not args.no_scale:
-        result["scale"] = s = scale_run(work)
+        result["scale"] = s = scale_run(work, args.set)
         print(
             f"\nscale: {s['rows']:,} x {s['dims']} rows from a .npy: pretraining {s['pretrain_rows_per_s']:,.0f} "
             f"rows/s, ELBO phase {s['train_rows_per_s']:,.0f} rows/s (steady state), "

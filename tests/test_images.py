@@ -66,10 +66,17 @@ def test_16_bit_grey_is_scaled_photos_stand_upright_and_hidden_files_are_skipped
     assert read_folder(tmp_path / "photo")[0].shape == (1, 3, 2, 1)
 
 
-def test_tiff_and_webp_files_are_images_too(tmp_path):
+def test_tiff_16_bit_and_float_and_webp_files_are_images_too(tmp_path):
     _save(tmp_path / "scans" / "a.tif", np.linspace(0, 65535, 16, dtype=np.uint16).reshape(4, 4))  # 16 bits
     x, _ = read_folder(tmp_path / "scans")
     assert x.shape == (1, 4, 4, 1) and x[0, :, :, 0].ravel().tolist() == list(range(0, 256, 17))
+    _save(tmp_path / "float" / "a.tif", np.linspace(0, 1, 16, dtype=np.float32).reshape(4, 4))  # mode F, 0..1
+    _save(tmp_path / "float" / "b.tif", np.full((4, 4), 200.0, np.float32))  # 0..255
+    x, _ = read_folder(tmp_path / "float")
+    assert x[0, :, :, 0].ravel().tolist() == list(range(0, 256, 17)) and (x[1] == 200).all()  # not black
+    _save(tmp_path / "float" / "c.tif", np.full((4, 4), -3.0, np.float32))
+    with pytest.raises(VaemixError, match=r"c.tif \(float pixels from -3 to -3, neither 0..1 nor 0..255"):
+        read_folder(tmp_path / "float")
     (tmp_path / "web").mkdir()
     Image.fromarray(np.full((4, 4, 3), [90, 20, 200], np.uint8)).save(tmp_path / "web" / "a.webp", lossless=True)
     x, _ = read_folder(tmp_path / "web")

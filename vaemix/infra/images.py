@@ -144,11 +144,18 @@ _GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 
 def _eight_bit(im):
     """A 16-bit grey image (a PNG's ``I;16`` or ``I``) as 8 bits, 0..65535 to 0..255: PIL's own conversion
-    would clip every value above 255 to white. Other images as they are."""
+    would clip every value above 255 to white. A float one (a TIFF's ``F``) from 0..1, or 0..255, to
+    0..255: PIL's would turn 0..1 black. Other images as they are."""
     from PIL import Image
 
     if im.mode.startswith("I;16") or im.mode == "I":
         return Image.fromarray(np.round(np.asarray(im, np.float64) / 257.0).clip(0, 255).astype(np.uint8), "L")
+    if im.mode == "F":
+        v = np.asarray(im, np.float64)
+        low, high = float(v.min()), float(v.max())
+        if not (np.isfinite(low) and np.isfinite(high) and low >= 0 and high <= 255):
+            raise VaemixError(f"float pixels from {low:g} to {high:g}, neither 0..1 nor 0..255; save 8 or 16 bits")
+        return Image.fromarray(np.round(v * (255.0 if high <= 1 else 1.0)).astype(np.uint8), "L")
     return im
 
 
@@ -177,7 +184,7 @@ def _open_images(files: list[Path], image_size: list[int] | None) -> list:
         try:
             opened.append(_open_image(path, image_size))
         except (OSError, UnidentifiedImageError, ValueError) as e:
-            bad.append(f"{path.name} ({type(e).__name__})")
+            bad.append(f"{path.name} ({e if isinstance(e, VaemixError) else type(e).__name__})")
     if bad:
         shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
         raise VaemixError(f"{len(bad)} file(s) of {files[0].parent} could not be read as images: {shown}")

@@ -36,6 +36,7 @@ import tensorflow_probability as tfp  # noqa: E402
 from vaemix.apps.steps import use_jit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+LOG_2PI = 1.8378770664093453  # log(2 pi)
 
 
 def _framework(model: str, jit: str, steps: int, batch: int, experiment: str, precision: str) -> dict:
@@ -79,34 +80,59 @@ def _framework(model: str, jit: str, steps: int, batch: int, experiment: str, pr
     return _time(lambda i: train_steps(batches, tf.constant(i * chunk, tf.int64), count)["loss"], calls, chunk)
 
 
+def _bare_networks(model: str):
+    """The encoder and decoder of ``model`` as plain Keras layers (no TFP heads)."""
+    import tf_keras as keras
+
+    if model == "mlp":
+        enc = keras.Sequential([keras.layers.Flatten()] + [keras.layers.Dense(w, "relu") for w in (500, 500, 2000)])
+        dec = keras.Sequential([keras.layers.Dense(w, "relu") for w in (2000, 500, 500)] + [keras.layers.Dense(784)])
+        return enc, dec
+    enc = keras.Sequential(
+        [
+            keras.layers.Conv2D(32, 4, 2, "same", activation="relu"),
+            keras.layers.Conv2D(64, 4, 2, "same", activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(256, "relu"),
+        ]
+    )
+    dec = keras.Sequential(
+        [
+            keras.layers.Dense(256, "relu"),
+            keras.layers.Dense(7 * 7 * 64, "relu"),
+            keras.layers.Reshape((7, 7, 64)),
+            keras.layers.Conv2DTranspose(32, 4, 2, "same", activation="relu"),
+            keras.layers.Conv2DTranspose(1, 4, 2, "same"),
+            keras.layers.Flatten(),
+        ]
+    )
+    return enc, dec
+
+
+def _tril(raw: tf.Tensor) -> tf.Tensor:
+    """``[..., d(d+1)/2] -> [..., d, d]``, softplus diagonal."""
+    m = tfp.math.fill_triangular(raw)
+    return tf.linalg.set_diag(m, tf.nn.softplus(tf.linalg.diag_part(m)) + 1e-5)
+
+
+def _mvn_log_prob(z: tf.Tensor, mean: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
+    """``log N(z; mean, scale scale^T)`` by a triangular solve: ``z [..., d]``, ``scale`` lower-triangular."""
+    sol = tf.linalg.triangular_solve(scale, (z - mean)[..., None])[..., 0]
+    d = tf.cast(tf.shape(z)[-1], z.dtype)
+    return (
+        -0.5 * tf.reduce_sum(sol**2, -1)
+        - tf.reduce_sum(tf.math.log(tf.linalg.diag_part(scale)), -1)
+        - 0.5 * d * LOG_2PI
+    )
+
+
 def _bare(model: str, jit: bool, steps: int, batch: int) -> dict:
     """The same maths with no framework: plain layers, hand-written heads and loss, a constant batch."""
     import numpy as np
     import tf_keras as keras
 
     d, k = 10, 10
-    if model == "mlp":
-        enc = keras.Sequential([keras.layers.Flatten()] + [keras.layers.Dense(w, "relu") for w in (500, 500, 2000)])
-        dec = keras.Sequential([keras.layers.Dense(w, "relu") for w in (2000, 500, 500)] + [keras.layers.Dense(784)])
-    else:
-        enc = keras.Sequential(
-            [
-                keras.layers.Conv2D(32, 4, 2, "same", activation="relu"),
-                keras.layers.Conv2D(64, 4, 2, "same", activation="relu"),
-                keras.layers.Flatten(),
-                keras.layers.Dense(256, "relu"),
-            ]
-        )
-        dec = keras.Sequential(
-            [
-                keras.layers.Dense(256, "relu"),
-                keras.layers.Dense(7 * 7 * 64, "relu"),
-                keras.layers.Reshape((7, 7, 64)),
-                keras.layers.Conv2DTranspose(32, 4, 2, "same", activation="relu"),
-                keras.layers.Conv2DTranspose(1, 4, 2, "same"),
-                keras.layers.Flatten(),
-            ]
-        )
+    enc, dec = _bare_networks(model)
     head = keras.layers.Dense(d + d * (d + 1) // 2)
     logits = tf.Variable(tf.zeros([k]))
     loc = tf.Variable(tf.random.normal([k, d]))
@@ -115,28 +141,15 @@ def _bare(model: str, jit: bool, steps: int, batch: int) -> dict:
     enc(x), head(enc(x)), dec(tf.zeros([batch, d]))
     variables = enc.trainable_variables + head.trainable_variables + dec.trainable_variables + [logits, loc, raw_tril]
     opt = keras.optimizers.Adam(1e-3)
-    log2pi = float(np.log(2 * np.pi))
-
-    def tril(raw):  # [..., d(d+1)/2] -> [..., d, d], softplus diagonal
-        m = tfp.math.fill_triangular(raw)
-        return tf.linalg.set_diag(m, tf.nn.softplus(tf.linalg.diag_part(m)) + 1e-5)
-
-    def mvn_log_prob(z, mean, scale):  # z [..., d], scale lower-triangular
-        sol = tf.linalg.triangular_solve(scale, (z - mean)[..., None])[..., 0]
-        return (
-            -0.5 * tf.reduce_sum(sol**2, -1)
-            - tf.reduce_sum(tf.math.log(tf.linalg.diag_part(scale)), -1)
-            - 0.5 * d * log2pi
-        )
 
     def loss_and_grads(x, seed):
         with tf.GradientTape() as tape:
             h = head(enc(x))
-            mean, scale = h[:, :d], tril(h[:, d:])
+            mean, scale = h[:, :d], _tril(h[:, d:])
             eps = tf.random.stateless_normal([batch, d], seed)
             z = mean + tf.linalg.matvec(scale, eps)
-            log_q = mvn_log_prob(z, mean, scale)
-            comp = mvn_log_prob(z[:, None], loc, tril(raw_tril))  # [B, K]
+            log_q = _mvn_log_prob(z, mean, scale)
+            comp = _mvn_log_prob(z[:, None], loc, _tril(raw_tril))  # [B, K]
             log_p = tf.reduce_logsumexp(tf.nn.log_softmax(logits) + comp, -1)
             rec = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(tf.reshape(x, [batch, -1]), dec(z)), -1)
             loss = tf.reduce_mean(rec + log_q - log_p)

@@ -56,7 +56,7 @@ def test_a_csv_with_a_header_label_categorical_and_dropped_columns(tmp_path):
     assert headless.spec.columns == ["0", "1"] and headless.labels.tolist() == [0, 1]
 
 
-def test_a_csv_is_read_whatever_its_separator_byte_order_mark_or_all_text_header(tmp_path, caplog):
+def test_a_csv_is_read_whatever_its_separator_decimal_mark_byte_order_mark_or_all_text_header(tmp_path, caplog):
     rows = "1.5;2\n-1;0.5\n"
     files = [("semi", "a;b\n" + rows, "utf-8"), ("tab", "a\tb\n" + rows.replace(";", "\t"), "utf-8"),
              ("bom", "a,b\n" + rows.replace(";", ","), "utf-8-sig")]  # fmt: skip
@@ -64,6 +64,14 @@ def test_a_csv_is_read_whatever_its_separator_byte_order_mark_or_all_text_header
         (tmp_path / f"{name}.csv").write_text(text, encoding=encoding)
         table = read_table(DataConfig(name="table", path=str(tmp_path / f"{name}.csv"), drop_columns=["a"]))
         assert table.spec.columns == ["b"] and table.values[:, 0].tolist() == [2, 0.5], name
+    euro = _csv(tmp_path / "euro.csv", "a;b;colour\n0,5;-1,25e2;red\n2;3,0;blue\n")  # decimal commas
+    table = read_table(DataConfig(name="table", path=euro, categorical_columns=["colour"]))
+    assert table.spec.columns == ["a", "b", "colour=blue", "colour=red"]
+    np.testing.assert_array_equal(table.values, [[0.5, -125, 0, 1], [2, 3, 1, 0]])
+    fractions = read_table(DataConfig(name="table", path=_csv(tmp_path / "f.csv", "0,5;0,25\n1,5;2,75\n")))
+    np.testing.assert_array_equal(fractions.values, [[0.5, 0.25], [1.5, 2.75]])  # a comma splits these too
+    quoted = _csv(tmp_path / "q.csv", 'a,note\n1.5,"x; y"\n2,"z; w"\n')  # a ';' inside quotes: still commas
+    assert read_table(DataConfig(name="table", path=quoted, drop_columns=["note"])).values[:, 0].tolist() == [1.5, 2]
     words = "colour,size\nred,big\nblue,big\nred,small\n"
     for categorical in (["colour", "size"], ["0", "1"]):  # a header of names only, found by name or not
         d = DataConfig(name="table", path=_csv(tmp_path / "w.csv", words), categorical_columns=categorical)

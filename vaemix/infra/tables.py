@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,9 @@ from vaemix.maths.streams import Stream
 log = logging.getLogger("vaemix")
 STANDARD_CLIP = 5.0  # standardised values are clipped to +-5 deviations (see Preprocessing)
 MISSING = ("", "na", "nan", "null", "none", "?")  # cells read as a missing value (any case)
+SEPARATORS = ",;\t|"
+SNIFF_LINES = 200  # lines that decide the separator
+DECIMAL_COMMA = re.compile(r"\s*[-+]?\d*,\d+(?:[eE][-+]?\d+)?\s*")  # "-0,25": a European spreadsheet's number
 
 
 @dataclass(frozen=True)
@@ -98,22 +102,45 @@ def _parse(path: Path, text: str, delimiter: str) -> list[list[str]]:
         raise VaemixError(f"{path}: not a readable CSV ({e})") from None
 
 
+def _split(path: Path, text: str, delimiter: str) -> list[list[str]]:
+    """The rows of ``text`` split at ``delimiter``; with any delimiter but a comma, a decimal comma is read
+    as a point (a spreadsheet saved where the comma is the decimal mark separates cells by ``;``)."""
+    rows = _parse(path, text, delimiter)
+    if delimiter == "," or "," not in text:
+        return rows
+    return [[c.replace(",", ".") if DECIMAL_COMMA.fullmatch(c) else c for c in row] for row in rows]
+
+
+def _separator(path: Path, text: str) -> str:
+    """Of the separators that split the first lines into equally many cells (two or more), the one that
+    leaves the most cells numbers; a comma on a tie, or when none does."""
+    sample = "\n".join(text.splitlines()[:SNIFF_LINES])
+    best, most = ",", -1.0
+    for delimiter in SEPARATORS:
+        try:
+            rows = _split(path, sample, delimiter)
+        except VaemixError:  # a quoted cell cut by the sample's end
+            continue
+        if rows and len(rows[0]) > 1 and all(len(row) == len(rows[0]) for row in rows):
+            cells = [c for row in rows for c in row]
+            share = sum(_number(c) is not None for c in cells) / len(cells)
+            best, most = (delimiter, share) if share > most else (best, most)
+    return best
+
+
 def _cells(path: Path) -> list[list[str]]:
-    """The non-empty rows of a UTF-8 CSV (a byte-order mark dropped) as cells, split at commas, or at the
-    ``;``, tab or ``|`` that splits every line of a file in which no line holds a comma."""
+    """The non-empty rows of a UTF-8 CSV (a byte-order mark dropped) as cells, split at the separator
+    :func:`_separator` finds."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         byte = f"byte {e.object[e.start]:#04x} at offset {e.start}"
         raise VaemixError(f"{path}: not UTF-8 text ({byte}); save it as UTF-8") from None
-    rows = _parse(path, text, ",")
-    if rows and all(len(row) == 1 for row in rows):
-        for delimiter in ";\t|":
-            other = _parse(path, text, delimiter)
-            if len(other[0]) > 1 and all(len(row) == len(other[0]) for row in other):
-                log.info("%s: its cells are separated by %r, not commas", path, delimiter)
-                return other
-    return rows
+    delimiter = _separator(path, text)
+    if delimiter != ",":
+        decimal = ", and its decimal commas read as points" if "," in text else ""
+        log.info("%s: its cells are separated by %r, not commas%s", path, delimiter, decimal)
+    return _split(path, text, delimiter)
 
 
 def _has_header(rows: list[list[str]], names: set[str]) -> bool:

@@ -96,6 +96,11 @@ CASES = [
     _data(["data=local", "data.images={d}/folder"], "could not be read as images: broken.png"),
     Case("predict.py", ("run_dir={table}", "data=table", "data.path={d}/wide.csv"),
          "wide.csv does not fit this model: it has the column(s) 'c' it was not", train_args=False),
+    Case("predict.py", ("run_dir={table}", "data.path={d}/wide.csv"),  # data=table left out
+         "data.path sets a key of the 'data' group, which this command leaves empty; choose one first: data=blobs |",
+         train_args=False),
+    Case("evaluate.py", ("run_dir={run}", "data.images={d}/few.npz"),
+         "data.images sets a key of the 'data' group, which this command leaves empty", train_args=False),
     Case("train.py", ("model.latent_dim=5", "hydra.run.dir={run}"), "was trained with model.latent_dim=2 (now 5)"),
     Case("evaluate.py", ("run_dir={tmp}",), "is not a vaemix run dir", train_args=False),
     Case("evaluate.py", ("run_dir={run}", "checkpoint=ckpt-99"), "no checkpoint 'ckpt-99'", train_args=False),

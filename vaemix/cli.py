@@ -8,6 +8,7 @@ import math
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import hydra._internal.utils as hydra_utils
@@ -40,6 +41,23 @@ def one_line(error: BaseException) -> str:
 _hydra_report = hydra_utils.run_and_report
 
 
+def _unchosen_group(argv: list[str]) -> str | None:
+    """The line for an override such as ``data.path=x`` when the command leaves the ``data`` group empty
+    (predict.py, evaluate.py): OmegaConf fails on it with a bare assertion."""
+    chosen = {a.split("=", 1)[0].lstrip("+~") for a in argv if "=" in a}
+    for arg in argv:
+        key = arg.split("=", 1)[0].lstrip("+~")
+        group = key.split(".", 1)[0]
+        if "." in key and group not in chosen and group != "hydra":
+            conf = Path(sys.argv[0]).resolve().parent / "conf" / group  # beside the entry script
+            options = sorted(p.stem for p in conf.glob("*.yaml") if p.stem != "base") or ["..."]
+            return (
+                f"{key} sets a key of the {group!r} group, which this command leaves empty; choose one first: "
+                f"{group}={' | '.join(options)}"
+            )
+    return None
+
+
 def _in_our_code(error: BaseException) -> bool:
     """Whether ``error`` was raised inside vaemix's work (below :func:`main_guard`), not by Hydra before it."""
     tb = error.__traceback__
@@ -58,6 +76,13 @@ def _report(func: Callable[[], Any]) -> Any:
     except CompactHydraException as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         sys.exit(2)
+    except AssertionError as e:
+        line = None if _in_our_code(e) else _unchosen_group(sys.argv[1:])
+        if line is None:
+            error = e
+        else:
+            print(f"error: {line}", file=sys.stderr)
+            sys.exit(2)
     except OSError as e:
         if _in_our_code(e):  # a bug or a fault in vaemix itself: Hydra's report, with the traceback
             error = e

@@ -86,7 +86,13 @@ def test_a_csv_is_read_whatever_its_separator_decimal_mark_byte_order_mark_or_al
     assert len(read_table(DataConfig(name="table", path=gap), trained).values) == 3  # an empty cell names nothing
     with caplog.at_level(logging.WARNING, logger="vaemix"):  # trailing commas: an unnamed column of nothing
         trailing = read_table(DataConfig(name="table", path=_csv(tmp_path / "t.csv", "a,b,\n1,2,\n3,,\n")))
-    assert trailing.spec.columns == ["a", "b"] and "column(s) '' hold nothing in any row" in caplog.text
+    assert trailing.spec.columns == ["a", "b"] and "column 2 ('') holds nothing in any row" in caplog.text
+    with caplog.at_level(logging.WARNING, logger="vaemix"):  # pandas' to_csv without index=False
+        indexed = read_table(DataConfig(name="table", path=_csv(tmp_path / "i.csv", ",a,b\n0,1,2\n1,3,4\n5,5,6\n")))
+    assert indexed.spec.columns == ["a", "b"] and indexed.values.tolist() == [[1, 2], [3, 4], [5, 6]]
+    assert "column 0 ('') numbers its rows (the index pandas writes unless index=False)" in caplog.text
+    unordered = read_table(DataConfig(name="table", path=_csv(tmp_path / "u.csv", ",a\n3,1\n1,3\n")))
+    assert unordered.spec.columns == ["", "a"]  # not increasing: a feature, even unnamed
 
 
 def test_npz_labels_and_npy_dtypes(tmp_path):

@@ -202,14 +202,23 @@ def _trained_columns(spec: TableSpec) -> list[str]:
     return [c for c in spec.columns if c not in one_hot] + list(spec.categories)
 
 
+def _unwanted(names: list[str], columns: list[tuple[str, ...]]) -> dict[int, str]:
+    """Columns no one means as features, and why: those empty in every row (a trailing comma's), and an
+    unnamed first column of increasing whole numbers (the row index pandas writes unless ``index=False``)."""
+    out = {j: "holds nothing in any row" for j, column in enumerate(columns) if not any(c.strip() for c in column)}
+    first = [c.strip() for c in columns[0]]
+    if names[0] == "" and all(c.isdigit() for c in first) and np.all(np.diff([int(c) for c in first]) > 0):
+        out[0] = "numbers its rows (the index pandas writes unless index=False)"
+    return out
+
+
 def _layout(
-    path: Path, names: list[str], blank: list[int], d: DataConfig, spec: TableSpec | None
+    path: Path, names: list[str], unwanted: dict[int, str], d: DataConfig, spec: TableSpec | None
 ) -> tuple[int | None, set, set]:
     """The label column and the dropped and categorical columns of a CSV whose header is ``names``: the
-    config's, and with a trained model's ``spec`` its label and categorical columns too. The ``blank``
-    columns (no cell holds anything: a trailing comma's) are dropped, unless the model takes them. A file
-    that names the model's columns must name exactly those (in any order) once its label and dropped
-    columns are set apart."""
+    config's, and with a trained model's ``spec`` its label and categorical columns too. The ``unwanted``
+    columns (see :func:`_unwanted`) are dropped, unless the model takes them. A file that names the model's
+    columns must name exactly those (in any order) once its label and dropped columns are set apart."""
     label_ref = d.label_column
     if label_ref is None and spec and spec.label_column in names:
         label_ref = spec.label_column
@@ -217,11 +226,10 @@ def _layout(
     drop = {_column(c, names, "data.drop_columns", path) for c in d.drop_columns}
     categorical = {_column(c, names, "data.categorical_columns", path) for c in d.categorical_columns}
     taken = set(_trained_columns(spec)) if spec else set()
-    empty = [j for j in blank if j != label and j not in drop and names[j] not in taken]
-    if empty:
-        nothing = _quoted([names[j] for j in empty])
-        log.warning("%s: column(s) %s hold nothing in any row and are left out", path, nothing)
-        drop |= set(empty)
+    for j, why in unwanted.items():
+        if j != label and j not in drop and names[j] not in taken:
+            log.warning("%s: column %d (%r) %s and is left out", path, j, names[j], why)
+            drop.add(j)
     if taken & set(names):
         categorical |= {names.index(c) for c in spec.categories if c in names}
         kept = [n for j, n in enumerate(names) if j != label and j not in drop]
@@ -246,8 +254,7 @@ def read_csv(path: Path, d: DataConfig, spec: TableSpec | None = None) -> Table:
         named |= {spec.label_column or "", *_trained_columns(spec)}
     names, rows = _csv_rows(path, named)
     columns = list(zip(*rows, strict=True))
-    blank = [j for j, column in enumerate(columns) if not any(c.strip() for c in column)]
-    label, drop, categorical = _layout(path, names, blank, d, spec)
+    label, drop, categorical = _layout(path, names, _unwanted(names, columns), d, spec)
     known = spec.categories if spec else {}
     parts, features, categories = [], [], {}
     for j, name in enumerate(names):

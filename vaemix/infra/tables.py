@@ -182,16 +182,18 @@ def _encoded(path: Path, name: str, cells: list[str], categories: list[str] | No
     """A column as numbers ``[N, 1]``, or one-hot ``[N, C]`` when ``categories`` is given."""
     if categories is not None:
         out = np.zeros((len(cells), len(categories)))
+        number = {c: k for k, c in enumerate(categories)}
         for i, cell in enumerate(cells):
-            if cell.strip() in categories:
-                out[i, categories.index(cell.strip())] = 1.0  # a category training never saw: all zeros
+            if (k := number.get(cell.strip())) is not None:
+                out[i, k] = 1.0  # a category training never saw: all zeros
         return out, [f"{name}={c}" for c in categories]
     values = [_number(c) for c in cells]
     bad = next((i for i, v in enumerate(values) if v is None), None)
     if bad is not None:
         raise VaemixError(
             f"{path}: column {name!r} has the non-numeric value {cells[bad]!r} in data row {bad}; "
-            "declare it in data.categorical_columns, or fix the file"
+            f"declare it in data.categorical_columns=[{name}], leave it out with data.drop_columns=[{name}], "
+            "or fix the file"
         )
     return np.asarray(values, np.float64)[:, None], [name]
 

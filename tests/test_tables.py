@@ -1,6 +1,7 @@
 """Vectors through the VAE: reading tables, their preprocessing, the memory-mapped path, corruption views,
 the resolved model, and a table model through training, prediction and export."""
 
+import gzip
 import logging
 import os
 
@@ -93,6 +94,19 @@ def test_a_csv_is_read_whatever_its_separator_decimal_mark_byte_order_mark_or_al
     assert "column 0 ('') numbers its rows (the index pandas writes unless index=False)" in caplog.text
     unordered = read_table(DataConfig(name="table", path=_csv(tmp_path / "u.csv", ",a\n3,1\n1,3\n")))
     assert unordered.spec.columns == ["", "a"]  # not increasing: a feature, even unnamed
+
+
+def test_tsv_txt_and_gzipped_text_are_read_as_csv(tmp_path):
+    text = "a\tb\n1.5\t2\n-1\t0.5\n"
+    (tmp_path / "t.tsv").write_text(text)
+    (tmp_path / "t.TXT").write_text(text.replace("\t", ","))
+    (tmp_path / "t.csv.gz").write_bytes(gzip.compress(text.replace("\t", ";").encode()))
+    for name in ("t.tsv", "t.TXT", "t.csv.gz"):
+        table = read_table(DataConfig(name="table", path=str(tmp_path / name)))
+        assert table.spec.columns == ["a", "b"] and table.values.tolist() == [[1.5, 2], [-1, 0.5]], name
+    (tmp_path / "bad.csv.gz").write_bytes(text.encode())  # named .gz, not compressed
+    with pytest.raises(VaemixError, match="bad.csv.gz: not a readable gzip file"):
+        read_table(DataConfig(name="table", path=str(tmp_path / "bad.csv.gz")))
 
 
 def test_npz_labels_and_npy_dtypes(tmp_path):

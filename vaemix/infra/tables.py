@@ -9,6 +9,7 @@ and recorded in the run dir (``data.json``), so evaluation, prediction and expor
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import logging
 import re
@@ -28,6 +29,7 @@ STANDARD_CLIP = 5.0  # standardised values are clipped to +-5 deviations (see Pr
 MISSING = ("", "na", "nan", "null", "none", "?")  # cells read as a missing value (any case)
 SEPARATORS = ",;\t|"
 SNIFF_LINES = 200  # lines that decide the separator
+TEXT_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".txt.gz")  # read as delimited text
 DECIMAL_COMMA = re.compile(r"\s*[-+]?\d*,\d+(?:[eE][-+]?\d+)?\s*")  # "-0,25": a European spreadsheet's number
 
 
@@ -132,7 +134,10 @@ def _cells(path: Path) -> list[list[str]]:
     """The non-empty rows of a UTF-8 CSV (a byte-order mark dropped) as cells, split at the separator
     :func:`_separator` finds."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        data = gzip.decompress(path.read_bytes()) if path.suffix.lower() == ".gz" else path.read_bytes()
+        text = data.decode("utf-8-sig")
+    except (gzip.BadGzipFile, EOFError) as e:
+        raise VaemixError(f"{path}: not a readable gzip file ({e})") from None
     except UnicodeDecodeError as e:
         byte = f"byte {e.object[e.start]:#04x} at offset {e.start}"
         raise VaemixError(f"{path}: not UTF-8 text ({byte}); save it as UTF-8") from None
@@ -278,10 +283,10 @@ def read_csv(path: Path, d: DataConfig, spec: TableSpec | None = None) -> Table:
 
 
 def read_table(d: DataConfig, spec: TableSpec | None = None) -> Table:
-    """The table at ``d.path``: a .csv (see :func:`read_csv`), a .npz (``x`` [N, F] and labels ``y``) or a
-    .npy (read on demand)."""
+    """The table at ``d.path``: a .csv, .tsv or .txt, gzipped or not (see :func:`read_csv`), a .npz (``x``
+    [N, F] and labels ``y``) or a .npy (read on demand)."""
     p = existing_file(d.path or "")
-    if p.suffix == ".csv":
+    if p.name.lower().endswith(TEXT_SUFFIXES):
         return read_csv(p, d, spec)
     if d.label_column is not None or d.categorical_columns:
         raise VaemixError(
@@ -293,7 +298,7 @@ def read_table(d: DataConfig, spec: TableSpec | None = None) -> Table:
     elif p.suffix == ".npz":
         values, labels = read_npz(p, "x"), read_npz(p, "y", optional=True)
     else:
-        raise VaemixError(f"data.path={d.path!r}: a table must be a .csv, .npz or .npy file")
+        raise VaemixError(f"data.path={d.path!r}: a table must be a .csv (.tsv, .txt, gzipped too), .npz or .npy file")
     numeric = np.issubdtype(values.dtype, np.number) or values.dtype == bool
     if values.ndim != 2 or not numeric or len(values) == 0 or values.shape[1] == 0:
         raise VaemixError(f"{p}: a table must be a non-empty numeric [N, F] array, got {values.dtype} {values.shape}")

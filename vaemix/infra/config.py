@@ -43,8 +43,7 @@ class DataConfig:
     corrupt_fraction: float = 0.2
     corrupt_noise: float = 0.1
     # Tables: data=table with data.path a .csv (.tsv, .txt, gzipped too), a .npz with x (and labels y) or
-    # a .npy (memory-mapped);
-    # data=blobs generates Gaussian blobs for the toolkit's tasks.
+    # a .npy (memory-mapped); data=blobs generates Gaussian blobs for the toolkit's tasks.
     path: str | None = None
     label_column: str | None = None  # the column (name, or index from 0) that holds labels, not a feature
     categorical_columns: list[str] = field(default_factory=list)  # one-hot encoded (names or indices)

@@ -6,8 +6,10 @@
     python benchmarks/tabular.py --datasets digits --no-scale --set data.corrupt_fraction=0.4   # a recipe variant
     python benchmarks/tabular.py --scale-only          # 1,000,000 generated 128-d rows from a .npy
 
-Real data only: scikit-learn's bundled ``load_digits`` (64-d), ``load_wine`` (13-d), ``load_iris`` (4-d), and
-MNIST-5k's pixels as 784-d vectors. Each is written to a .npz (x, y); the VAE is a real
+Real data, but for one generated set: scikit-learn's bundled ``load_digits`` (64-d), ``load_wine`` (13-d), ``load_iris`` (4-d), and
+MNIST-5k's pixels as 784-d vectors; for few rows of many features, its first 300 digits (``mnist300``) and
+a generated ``wide`` set (300 rows, 5,000 features, three groups; the one dataset here that is not real).
+Each is written to a .npz (x, y); the VAE is a real
 ``python train.py data=table data.path=<npz> prior.components=<classes> seed=<s>`` run, its clusters the
 model's own. Held-out ACC / NMI / ARI are on the recipe's own test split (``data.test_fraction``, 20%);
 for wine and iris (a few dozen held-out rows) ACC on all rows too (predict.py). Baselines on the same
@@ -42,12 +44,17 @@ def _datasets(work: Path, names: list[str]) -> dict[str, Path]:
 
     out = {}
     for name in names:
-        if name == "mnist784":
+        if name in ("mnist784", "mnist300"):
             from vaemix.infra.config import DataConfig
             from vaemix.infra.images import load_image_split
 
             examples = load_image_split(DataConfig(name="mnist5k"), "all")
             x, y = examples.values.reshape(len(examples), -1).astype(np.float32) / 255.0, examples.labels
+            x, y = (x[:300], y[:300]) if name == "mnist300" else (x, y)
+        elif name == "wide":  # generated: three groups of 100 rows, 5,000 features (a gene panel's shape)
+            rng = np.random.default_rng(0)
+            y = np.repeat(np.arange(3), 100)
+            x = (0.5 * rng.normal(size=(3, 5000))[y] + rng.normal(size=(300, 5000))).astype(np.float32)
         else:
             x, y = getattr(datasets, f"load_{name}")(return_X_y=True)
         np.savez(work / f"{name}.npz", x=x, y=y)
@@ -206,7 +213,7 @@ def main() -> None:
     result: dict = {"seeds": args.seeds, "first_seed": args.first_seed, "overrides": args.set, "datasets": {}}
     for name, path in ({} if args.scale_only else _datasets(work, args.datasets)).items():
         k = len(np.unique(np.load(path)["y"]))
-        small = name in ("wine", "iris")
+        small = name in ("wine", "iris", "wide", "mnist300")  # a few dozen held-out rows: all rows too
         runs = [_vae(path, k, s, work / name / f"seed{s}", small, args.set) for s in seeds]
         base = [_baselines(path, k, s) for s in seeds]
         result["datasets"][name] = {"k": k, "vae": runs, **{b: [r[b] for r in base] for b in base[0]}}

@@ -4,15 +4,16 @@
     python benchmarks/tabular.py --datasets wine iris --seeds 2
     python benchmarks/tabular.py --datasets digits --seeds 5 --first-seed 5    # seeds 5-9
     python benchmarks/tabular.py --datasets digits --no-scale --set data.corrupt_fraction=0.4   # a recipe variant
+    python benchmarks/tabular.py --datasets wide mnist300 --no-scale                 # few rows, many features
     python benchmarks/tabular.py --scale-only          # 1,000,000 generated 128-d rows from a .npy
 
-Real data, but for one generated set: scikit-learn's bundled ``load_digits`` (64-d), ``load_wine`` (13-d), ``load_iris`` (4-d), and
-MNIST-5k's pixels as 784-d vectors; for few rows of many features, its first 300 digits (``mnist300``) and
-a generated ``wide`` set (300 rows, 5,000 features, three groups; the one dataset here that is not real).
+Real data, but for one generated set: scikit-learn's bundled ``load_digits`` (64-d), ``load_wine`` (13-d),
+``load_iris`` (4-d), and MNIST-5k's pixels as 784-d vectors; for few rows of many features, its first 300
+digits (``mnist300``) and a generated ``wide`` set (300 rows, 5,000 features, three groups).
 Each is written to a .npz (x, y); the VAE is a real
 ``python train.py data=table data.path=<npz> prior.components=<classes> seed=<s>`` run, its clusters the
 model's own. Held-out ACC / NMI / ARI are on the recipe's own test split (``data.test_fraction``, 20%);
-for wine and iris (a few dozen held-out rows) ACC on all rows too (predict.py). Baselines on the same
+for the small sets (a few dozen held-out rows) ACC on all rows too (predict.py). Baselines on the same
 split, same K: scikit-learn ``GaussianMixture`` (full covariance, n_init=10) on the standardised features
 (PCA-50 of them where D > 50), and ``KMeans`` (n_init=10) on the raw and on the standardised features.
 The scale run trains one pretraining and one ELBO epoch on 1,000,000 rows of a 128-d ten-blob mixture read

@@ -135,7 +135,7 @@ def _bad_files(d: Path) -> Path:
     np.savez(d / "flat.npz", x=np.zeros(20))
     np.savez(d / "empty.npz", x=np.zeros((0, 4, 4)))
     np.savez(d / "big.npz", x=np.full((20, 4, 4), 1000.0))
-    np.savez(d / "nox.npz", images=np.zeros((20, 4, 4)))
+    np.savez(d / "nox.npz", images=np.zeros((20, 4, 4)), masks=np.zeros((20, 4, 4)))  # one would be read as x
     np.savez(d / "mislabelled.npz", x=np.zeros((20, 4, 4)), y=np.arange(7))
     np.savez(d / "few.npz", x=np.zeros((2, 4, 4)))
     (d / "corrupt.gz").write_bytes(b"\x1f\x8b not really gzip")

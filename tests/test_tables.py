@@ -119,9 +119,13 @@ def test_npz_labels_and_npy_dtypes(tmp_path):
     np.save(tmp_path / "flags.npy", x > 5)  # 0/1 features stored as booleans
     flags = read_table(DataConfig(name="table", path=str(tmp_path / "flags.npy")))
     assert np.asarray(flags.values, np.float64).tolist() == (x > 5).astype(float).tolist()
+    np.savez(tmp_path / "positional.npz", x)  # one array, saved as arr_0
+    assert read_table(DataConfig(name="table", path=str(tmp_path / "positional.npz"))).values.tolist() == x.tolist()
     np.savez(tmp_path / "fractions.npz", x=x, y=np.array([0.0, 0.5, 1.0, 1.0]))
+    np.savez(tmp_path / "two.npz", x, x)  # two unnamed arrays: which are the features is not for us to guess
     np.save(tmp_path / "objects.npy", np.array([[1, "a"]] * 4, dtype=object), allow_pickle=True)
     for name, message in (("fractions.npz", r"labels y must be whole numbers or names, got float64 .* such as 0.0"),
+                          ("two.npz", r"two.npz: no array 'x' in the .npz \(it has: arr_0, arr_1\)"),
                           ("objects.npy", r"objects.npy: the array holds Python objects, not numbers")):  # fmt: skip
         with pytest.raises(VaemixError, match=message):
             read_table(DataConfig(name="table", path=str(tmp_path / name)))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import numpy as np
 
 from vaemix.errors import VaemixError
+
+log = logging.getLogger("vaemix")
 
 SPLIT_SEED = 0  # fixed forever: the held-out rows of a file never change
 
@@ -20,11 +23,16 @@ def existing_file(path: str) -> Path:
     return p
 
 
-def read_npz(path: Path, key: str, optional: bool = False) -> np.ndarray | None:
-    """Array ``key`` of a ``.npz`` file (None if ``optional`` and absent), or a clear error."""
+def read_npz(path: Path, key: str, optional: bool = False, sole: bool = False) -> np.ndarray | None:
+    """Array ``key`` of a ``.npz`` file (None if ``optional`` and absent), or a clear error. With ``sole``, a
+    file of one array under another name gives that one (``np.savez(path, x)`` names it ``arr_0``)."""
     try:
         with np.load(path) as f:
-            names, value = f.files, f[key] if key in f else None
+            names = f.files
+            if key not in names and sole and len(names) == 1:
+                log.info("%s: its one array %r is read as %r", path, names[0], key)
+                key = names[0]
+            value = f[key] if key in names else None
     except (OSError, ValueError) as e:
         raise VaemixError(f"{path}: not a readable .npz file ({e})") from None
     if value is None and not optional:

@@ -103,7 +103,7 @@ def _read_idx(path: Path) -> np.ndarray:
 
 def _read_array_file(path: str, key: str) -> np.ndarray:
     p = existing_file(path)
-    return read_npz(p, key) if p.suffix == ".npz" else _read_idx(p)
+    return read_npz(p, key, sole=True) if p.suffix == ".npz" else _read_idx(p)
 
 
 def to_uint8_images(x: np.ndarray, source: str) -> np.ndarray:

@@ -73,7 +73,7 @@ CASES = [
     _data(["data=local", "data.images={d}/flat.npz"], "images must be [N, H, W] or [N, H, W, C]"),
     _data(["data=local", "data.images={d}/empty.npz"], "with N > 0"),
     _data(["data=local", "data.images={d}/big.npz"], "pixel values must lie in [0, 1] or [0, 255]"),
-    _data(["data=local", "data.images={d}/nox.npz"], "no array 'x' in the .npz"),
+    _data(["data=local", "data.images={d}/nox.npz"], "(it has: images, masks); name the one to read with data.x_key="),
     _data(["data=local", "data.images={d}/mislabelled.npz"], "7 labels for 20 images"),
     _data(["data=local", "data.images={d}/few.npz"], "too few to hold out"),
     _data(["data=local", "data.images={d}/missing.gz"], "does not exist"),

@@ -54,6 +54,14 @@ def test_an_npz_of_images_may_name_its_labels(tmp_path):
     assert train_y.tolist() == codes[train].tolist() and test_y.tolist() == codes[test].tolist()
 
 
+def test_an_npz_of_images_under_other_names(tmp_path):
+    x = np.arange(6 * 16, dtype=np.uint8).reshape(6, 4, 4)
+    np.savez(tmp_path / "scan.npz", images=x, masks=x, digit=np.arange(6))
+    (train_x, train_y), _ = load_local(str(tmp_path / "scan.npz"), None, None, None, 0.5, keys=("images", "digit"))
+    train, _ = held_out_split(6, 0.5)
+    assert train_x[..., 0].tolist() == x[train].tolist() and train_y.tolist() == train.tolist()
+
+
 def test_16_bit_grey_is_scaled_photos_stand_upright_and_hidden_files_are_skipped(tmp_path):
     _save(tmp_path / "deep" / "a.png", np.linspace(0, 65535, 16, dtype=np.uint16).reshape(4, 4))  # mode I;16
     (tmp_path / "deep" / "._a.png").write_bytes(b"\x00\x05\x16\x07 macOS resource fork")

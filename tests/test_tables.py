@@ -131,6 +131,24 @@ def test_npz_labels_and_npy_dtypes(tmp_path):
             read_table(DataConfig(name="table", path=str(tmp_path / name)))
 
 
+def test_npz_arrays_by_scikit_learns_spelling_or_by_name(tmp_path):
+    x = np.arange(12.0).reshape(4, 3)
+    np.savez(tmp_path / "upper.npz", X=x, Y=np.array([1, 0, 1, 0]))  # scikit-learn's X and y
+    upper = read_table(DataConfig(name="table", path=str(tmp_path / "upper.npz")))
+    assert upper.values.tolist() == x.tolist() and upper.labels.tolist() == [1, 0, 1, 0]
+    np.savez(tmp_path / "named.npz", embeddings=x, species=np.array([3, 2, 1, 0]), ids=np.arange(4))
+    named = DataConfig(name="table", path=str(tmp_path / "named.npz"), x_key="embeddings", y_key="species")
+    table = read_table(named)
+    assert table.values.tolist() == x.tolist() and table.labels.tolist() == [3, 2, 1, 0]
+    message = r"no array 'x' in the .npz \(it has: embeddings, species, ids\); name the one to read with data.x_key="
+    with pytest.raises(VaemixError, match=message):
+        read_table(DataConfig(name="table", path=str(tmp_path / "named.npz")))
+    with pytest.raises(VaemixError, match=r"no array 'kind' .*; name the one to read with data.y_key="):
+        read_table(DataConfig(name="table", path=str(tmp_path / "named.npz"), x_key="embeddings", y_key="kind"))
+    np.savez(tmp_path / "both.npz", x=x, X=-x)  # both spellings: x is the one asked for
+    assert read_table(DataConfig(name="table", path=str(tmp_path / "both.npz"))).values.tolist() == x.tolist()
+
+
 @pytest.mark.parametrize(
     "text,overrides,message",
     [

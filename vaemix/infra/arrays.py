@@ -23,21 +23,36 @@ def existing_file(path: str) -> Path:
     return p
 
 
-def read_npz(path: Path, key: str, optional: bool = False, sole: bool = False) -> np.ndarray | None:
-    """Array ``key`` of a ``.npz`` file (None if ``optional`` and absent), or a clear error. With ``sole``, a
-    file of one array under another name gives that one (``np.savez(path, x)`` names it ``arr_0``)."""
+def read_npz(
+    path: Path, key: str, optional: bool = False, sole: bool = False, setting: str | None = None
+) -> np.ndarray | None:
+    """Array ``key`` of a ``.npz`` file (None if ``optional`` and absent), or a clear error naming the config
+    ``setting`` that picks another. ``X`` is read for ``x`` when the file has no ``x`` (scikit-learn's
+    spelling); with ``sole``, a file of one array under another name gives that one (``np.savez(path, x)``
+    names it ``arr_0``)."""
     try:
         with np.load(path) as f:
             names = f.files
-            if key not in names and sole and len(names) == 1:
-                log.info("%s: its one array %r is read as %r", path, names[0], key)
-                key = names[0]
-            value = f[key] if key in names else None
+            found = _npz_key(names, key, sole)
+            if found != key and found in names:
+                log.info("%s: its array %r is read as %r", path, found, key)
+            value = f[found] if found in names else None
     except (OSError, ValueError) as e:
         raise VaemixError(f"{path}: not a readable .npz file ({e})") from None
     if value is None and not optional:
-        raise VaemixError(f"{path}: no array {key!r} in the .npz (it has: {', '.join(names)})")
+        pick = f"; name the one to read with {setting}=" if setting else ""
+        raise VaemixError(f"{path}: no array {key!r} in the .npz (it has: {', '.join(names)}){pick}")
     return value
+
+
+def _npz_key(names: list[str], key: str, sole: bool) -> str:
+    """The stored name to read for ``key``: itself, its only other-case spelling, or a sole array's name."""
+    if key in names:
+        return key
+    spelled = [name for name in names if name.lower() == key.lower()]
+    if len(spelled) == 1:
+        return spelled[0]
+    return names[0] if sole and len(names) == 1 else key
 
 
 def held_out_split(n: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:

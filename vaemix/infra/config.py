@@ -45,6 +45,10 @@ class DataConfig:
     # Tables: data=table with data.path a .csv (.tsv, .txt, gzipped too), a .npz with x (and labels y) or
     # a .npy (memory-mapped); data=blobs generates Gaussian blobs for the toolkit's tasks.
     path: str | None = None
+    # The arrays of a .npz (data=table and data=local) that hold the examples and the labels (optional
+    # while y): x is also found as X, or as the file's only array.
+    x_key: str = "x"
+    y_key: str = "y"
     label_column: str | None = None  # the column (name, or index from 0) that holds labels, not a feature
     categorical_columns: list[str] = field(default_factory=list)  # one-hot encoded (names or indices)
     drop_columns: list[str] = field(default_factory=list)  # left out (names or indices)

@@ -101,9 +101,9 @@ def _read_idx(path: Path) -> np.ndarray:
         raise VaemixError(f"{path}: not a readable IDX file ({e})") from None
 
 
-def _read_array_file(path: str, key: str) -> np.ndarray:
+def _read_array_file(path: str, key: str, setting: str) -> np.ndarray:
     p = existing_file(path)
-    return read_npz(p, key, sole=True) if p.suffix == ".npz" else _read_idx(p)
+    return read_npz(p, key, sole=True, setting=setting) if p.suffix == ".npz" else _read_idx(p)
 
 
 def to_uint8_images(x: np.ndarray, source: str) -> np.ndarray:
@@ -135,7 +135,7 @@ def _check_labels(y: np.ndarray, path: str, n: int) -> np.ndarray:
 
 
 def _labels(path: str | None, key: str, n: int) -> np.ndarray | None:
-    return None if path is None else _check_labels(_read_array_file(path, key), path, n)
+    return None if path is None else _check_labels(_read_array_file(path, key, "data.y_key"), path, n)
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -219,16 +219,19 @@ def read_folder(folder: Path, image_size: list[int] | None = None) -> Split:
     return x, np.array([names.index(p.relative_to(folder).parts[0]) for p in files], np.int64)
 
 
-def read_local(images: str, labels: str | None, image_size: list[int] | None = None) -> Split:
-    """The images of an IDX or .npz file (``x`` and, in the same .npz, optional labels ``y``) in file order,
-    or of a folder of PNG/JPEG files (labels from its subfolders' names)."""
+def read_local(
+    images: str, labels: str | None, image_size: list[int] | None = None, keys: tuple[str, str] = ("x", "y")
+) -> Split:
+    """The images of an IDX or .npz file (array ``keys[0]`` and, in the same .npz, labels ``keys[1]``,
+    optional while ``y``) in file order, or of a folder of PNG/JPEG files (labels from its subfolders' names)."""
     if Path(images).expanduser().is_dir():
         return read_folder(Path(images).expanduser(), image_size)
-    x = to_uint8_images(_read_array_file(images, "x"), images)
+    x_key, y_key = keys
+    x = to_uint8_images(_read_array_file(images, x_key, "data.x_key"), images)
     if labels is None and images.endswith(".npz"):
-        y = read_npz(existing_file(images), "y", optional=True)
+        y = read_npz(existing_file(images), y_key, optional=y_key == "y", setting="data.y_key")
         return x, None if y is None else _check_labels(y, images, x.shape[0])
-    return x, _labels(labels, "y", x.shape[0])
+    return x, _labels(labels, y_key, x.shape[0])
 
 
 def load_local(
@@ -238,11 +241,12 @@ def load_local(
     test_labels: str | None,
     test_fraction: float,
     image_size: list[int] | None = None,
+    keys: tuple[str, str] = ("x", "y"),
 ) -> tuple[Split, Split]:
     """Images from IDX or .npz files or folders; without test files, a fixed ``test_fraction`` is held out."""
-    x, y = read_local(images, labels, image_size)
+    x, y = read_local(images, labels, image_size, keys)
     if test_images is not None:
-        xt, yt = read_local(test_images, test_labels, image_size)
+        xt, yt = read_local(test_images, test_labels, image_size, keys)
         if xt.shape[1:] != x.shape[1:]:
             raise VaemixError(f"test images have shape {xt.shape[1:]}, train images {x.shape[1:]}")
         return (x, y), (xt, yt)
@@ -267,7 +271,8 @@ def _sample_binary(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def _splits(d: DataConfig) -> tuple[Split, Split]:
     if d.name == "local":
         assert d.images is not None
-        return load_local(d.images, d.labels, d.test_images, d.test_labels, d.test_fraction, d.image_size)
+        keys = (d.x_key, d.y_key)
+        return load_local(d.images, d.labels, d.test_images, d.test_labels, d.test_fraction, d.image_size, keys)
     data_dir = None if d.data_dir is None else os.path.expanduser(d.data_dir)
     (x, y), (xt, yt) = load_tfds(d.name, d.train_split, d.test_split, data_dir, d.download)
     return (to_uint8_images(x, d.name), y), (to_uint8_images(xt, d.name), yt)
@@ -292,7 +297,7 @@ def load_image_split(d: DataConfig, split: str, seed: int = 0) -> Examples:
         return data.train if split == "train" else data.test
     if d.name == "local" and not d.test_images:
         assert d.images is not None
-        x, y = read_local(d.images, d.labels, d.image_size)
+        x, y = read_local(d.images, d.labels, d.image_size, (d.x_key, d.y_key))
     else:
         (x, y), (xt, yt) = _splits(d)
         x, y = np.concatenate([x, xt]), _joined(y, yt)

@@ -296,7 +296,8 @@ def read_table(d: DataConfig, spec: TableSpec | None = None) -> Table:
     if p.suffix == ".npy":
         values, labels = NpyRows(p), None
     elif p.suffix == ".npz":
-        values, labels = read_npz(p, "x", sole=True), read_npz(p, "y", optional=True)
+        values = read_npz(p, d.x_key, sole=True, setting="data.x_key")
+        labels = read_npz(p, d.y_key, optional=d.y_key == "y", setting="data.y_key")
     else:
         raise VaemixError(f"data.path={d.path!r}: a table must be a .csv (.tsv, .txt, gzipped too), .npz or .npy file")
     numeric = np.issubdtype(values.dtype, np.number) or values.dtype == bool

@@ -91,9 +91,31 @@ def test_tiff_16_bit_and_float_and_webp_files_are_images_too(tmp_path):
     assert x.shape == (1, 4, 4, 3) and x[0].reshape(-1, 3).tolist() == [[90, 20, 200]] * 16
 
 
+def test_rgb_files_of_grey_content_are_grey_and_a_colour_model_takes_grey_images(tmp_path):
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 256, size=(3, 8, 8), dtype=np.uint8)
+    (tmp_path / "web").mkdir()
+    for i in range(3):  # lossy WebP is decoded as RGB whose channels differ by up to 1 where the file was grey
+        Image.fromarray(grey[i]).save(tmp_path / "web" / f"{i}.webp", quality=80)
+        _save(tmp_path / "png" / f"{i}.png", np.repeat(grey[i][..., None], 3, axis=-1))  # RGB of equal channels
+    x, _ = read_folder(tmp_path / "web")
+    assert x.shape == (3, 8, 8, 1)
+    decoded = np.asarray(Image.open(tmp_path / "web" / "0.webp").convert("L"))
+    np.testing.assert_array_equal(x[0, ..., 0], decoded)
+    x, _ = read_folder(tmp_path / "png")
+    assert x.shape == (3, 8, 8, 1) and x[..., 0].tolist() == grey.tolist()
+    record = {"kind": "images", "shape": [8, 8, 3], "image_size": None}  # a model of colour images
+    new = load_examples(DataConfig(name="local", images=str(tmp_path / "png")), "all", record)
+    assert new.shape == (8, 8, 3) and new.values.tolist() == np.repeat(grey[..., None], 3, axis=-1).tolist()
+    _save(tmp_path / "colour" / "a.png", rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8))
+    record["shape"] = [8, 8, 1]  # colour images for a model of grey ones stay an error
+    with pytest.raises(VaemixError, match=r"its images have shape \(8, 8, 3\), the model was trained on .*\(8, 8, 1\)"):
+        load_examples(DataConfig(name="local", images=str(tmp_path / "colour")), "all", record)
+
+
 def test_camera_photos_are_resized_as_they_are_read_not_held_at_full_size(tmp_path):
     for i in range(8):  # 12 megapixels each: 36 MB apiece decoded
-        Image.fromarray(np.full((3000, 4000, 3), 20 * i, np.uint8)).save(tmp_path / f"{i}.jpg")
+        Image.fromarray(np.full((3000, 4000, 3), [20 * i, 90, 200], np.uint8)).save(tmp_path / f"{i}.jpg")
     # The peak resident memory of this process's own address space (VmHWM; ru_maxrss would count the parent's).
     peak = "int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1])"
     script = (

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, replace
 
+import numpy as np
+
 from vaemix.errors import VaemixError
 from vaemix.infra.config import DataConfig
 from vaemix.infra.examples import Dataset, Examples, Preprocessing
@@ -50,7 +52,7 @@ def load_examples(d: DataConfig, split: str, record: dict, seed: int = 0) -> Exa
     if record["kind"] == "images":
         if d.image_size is None and record.get("image_size"):  # a folder's images resized as training's were
             d = replace(d, image_size=record["image_size"])
-        examples = load_image_split(d, split, seed)
+        examples = _as_colour(load_image_split(d, split, seed), record["shape"])
     else:
         pre = Preprocessing.from_record(record["preprocessing"])
         if split == "all":
@@ -70,4 +72,11 @@ def load_examples(d: DataConfig, split: str, record: dict, seed: int = 0) -> Exa
             f"data {d.name!r} does not fit this model: its images have shape {tuple(examples.shape)}, "
             f"the model was trained on images of shape {tuple(record['shape'])}"
         )
+    return examples
+
+
+def _as_colour(examples: Examples, shape: list[int]) -> Examples:
+    """Grey images for a model of colour ones as three equal channels, which is what they are in colour."""
+    if examples.shape[-1] == 1 and shape[-1] == 3 and tuple(examples.shape[:-1]) == tuple(shape[:-1]):
+        return replace(examples, values=np.repeat(examples.values, 3, axis=-1))
     return examples

@@ -160,8 +160,9 @@ def _eight_bit(im):
 
 
 def _open_image(path: Path, image_size: list[int] | None):
-    """One file as an ``L`` (grey) or ``RGB`` image, upright as a viewer shows it, resized to ``image_size``
-    as soon as it is read: a folder of camera photos must not be held at full size."""
+    """One file as an ``L`` (grey, also when stored as RGB of equal channels) or ``RGB`` image, upright as a
+    viewer shows it, resized to ``image_size`` as soon as it is read: a folder of camera photos must not be
+    held at full size."""
     from PIL import Image, ImageOps
 
     with Image.open(path) as im:
@@ -171,7 +172,15 @@ def _open_image(path: Path, image_size: list[int] | None):
         ImageOps.exif_transpose(im, in_place=True)
         im = _eight_bit(im)
         im = im.convert("L" if im.mode in _GREY_MODES else "RGB")  # a new image: the file's is released
-    return im.resize((image_size[1], image_size[0]), Image.BILINEAR) if image_size else im
+    im = im.resize((image_size[1], image_size[0]), Image.BILINEAR) if image_size else im
+    return im.convert("L") if im.mode == "RGB" and _grey_content(im) else im
+
+
+def _grey_content(im) -> bool:
+    """Whether an RGB image is grey: a WebP is always decoded as RGB, and a lossy one's channels then differ
+    by up to 1 where the file was grey."""
+    rgb = np.asarray(im, np.int16)  # [H, W, 3]
+    return int(np.abs(rgb - rgb[..., :1]).max()) <= 1
 
 
 def _open_images(files: list[Path], image_size: list[int] | None) -> list:

@@ -271,6 +271,19 @@ def test_the_model_is_resolved_from_the_data(tmp_path, tfds_dir):
         resolve(compose_config("data=table", "data.path=x.npz", "prior.components=50"), binary)
 
 
+def test_fewer_rows_than_features_is_said_in_one_line(tmp_path, caplog):
+    rng = np.random.default_rng(0)
+    for name, rows in (("wide.npz", 50), ("long.npz", 60)):  # 40 and 48 training rows of 45 features
+        np.savez(tmp_path / name, x=rng.normal(size=(rows, 45)))
+    for name, warned in (("wide.npz", True), ("long.npz", False)):
+        data, _ = load_dataset(DataConfig(name="table", path=str(tmp_path / name)))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="vaemix"):
+            resolve(compose_config("data=table", f"data.path={tmp_path / name}", "prior.components=3"), data)
+        line = "40 training rows of 45 features: with fewer rows than features the VAE's clusters have not been"
+        assert (line in caplog.text) == warned and ("task=gmm task.covariance=diag" in caplog.text) == warned
+
+
 TINY_TABLE = [
     "model.hidden=[16]",
     "model.latent_dim=2",

@@ -93,6 +93,19 @@ def _likelihood(cfg: Config, data: Dataset) -> str:
     return "gaussian_per_feature"
 
 
+def _warn_few_rows(data: Dataset) -> None:
+    """One line where a table has fewer training rows than features: there the ELBO phase has undone the
+    clusters pretraining found (300 rows of 784 or 5,000 features; README, "Few rows, many features")."""
+    n, features = len(data.train), data.shape[0]
+    if data.kind == "table" and n < features:
+        log.warning(
+            "%d training rows of %d features: with fewer rows than features the VAE's clusters have not been "
+            "reliable (README: Few rows, many features); compare them with task=gmm task.covariance=diag's",
+            n,
+            features,
+        )
+
+
 def resolve(cfg: Config, data: Dataset, replicas: int = 1) -> Config:
     """``cfg`` with ``model.likelihood=auto``, ``model.hidden``, ``model.latent_dim``, ``trainer.batch_size``,
     ``trainer.pretrain_candidates`` and ``trainer.precision`` null, ``trainer.pretrain_choice=auto``, a batch
@@ -121,6 +134,7 @@ def resolve(cfg: Config, data: Dataset, replicas: int = 1) -> Config:
         precision=_precision(cfg, data),
     )
     resolved = replace(cfg, model=model, trainer=trainer)
+    _warn_few_rows(data)
     if table or likelihood != cfg.model.likelihood:
         widths = f", MLP widths {'-'.join(map(str, hidden))}" if cfg.model.architecture == "mlp" else ""
         shape = "x".join(map(str, data.shape))

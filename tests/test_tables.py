@@ -131,6 +131,22 @@ def test_npz_labels_and_npy_dtypes(tmp_path):
             read_table(DataConfig(name="table", path=str(tmp_path / name)))
 
 
+def test_a_header_of_column_numbers_is_a_header_above_fractions(tmp_path):
+    def read(name: str, text: str):
+        (tmp_path / name).write_text(text)
+        return read_table(DataConfig(name="table", path=str(tmp_path / name)))
+
+    unnamed = read("unnamed.csv", "0,1,2\n0.5,-1.25,3\n2,0.75,1\n")  # pd.DataFrame(x).to_csv(path, index=False)
+    assert unnamed.spec.columns == ["0", "1", "2"]
+    assert np.asarray(unnamed.values).tolist() == [[0.5, -1.25, 3], [2, 0.75, 1]]
+    indexed = read("indexed.csv", ",0,1\n0,0.5,1.5\n1,2.5,3.5\n")  # pd.DataFrame(x).to_csv(path)
+    assert indexed.spec.columns == ["0", "1"] and np.asarray(indexed.values).tolist() == [[0.5, 1.5], [2.5, 3.5]]
+    years = read("years.csv", "1990,1991,1992\n1.5,2.5,3\n")
+    assert years.spec.columns == ["1990", "1991", "1992"] and len(years.values) == 1
+    for name, text in (("counts.csv", "1,2,3\n4,5,6\n"), ("unordered.csv", "0,2,1\n0.5,1.5,2.5\n")):
+        assert len(read(name, text).values) == 2  # whole numbers, or not a run: the first row is data
+
+
 def test_npz_arrays_by_scikit_learns_spelling_or_by_name(tmp_path):
     x = np.arange(12.0).reshape(4, 3)
     np.savez(tmp_path / "upper.npz", X=x, Y=np.array([1, 0, 1, 0]))  # scikit-learn's X and y

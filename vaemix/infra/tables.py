@@ -155,7 +155,7 @@ def _has_header(rows: list[list[str]], names: set[str]) -> bool:
     if len(rows) < 2:
         return False
     numeric = [sum(_number(c) is not None for c in row) for row in rows[:2]]
-    if numeric[0] < numeric[1]:
+    if numeric[0] < numeric[1] or _numbered_columns(rows):
         return True
     first = [c.strip() for c in rows[0]]
     if any(_number(c) is not None and c for c in first):
@@ -163,6 +163,19 @@ def _has_header(rows: list[list[str]], names: set[str]) -> bool:
     return bool((names - {""}) & set(first)) or not any(
         cell in {c.strip() for c in column} for cell, column in zip(first, zip(*rows[1:], strict=False), strict=False)
     )
+
+
+def _numbered_columns(rows: list[list[str]]) -> bool:
+    """Whether the first row numbers the columns (``0,1,2,...`` as pandas writes a DataFrame's unnamed
+    columns, after an empty cell above its index; or years) above rows of fractions, which a run of whole
+    numbers is unlikely to be."""
+    first = [c.strip() for c in rows[0]]
+    first = first[1:] if first[0] == "" else first
+    if len(first) < 2 or not all(c.lstrip("-").isdigit() for c in first):
+        return False
+    start = int(first[0])
+    run = all(int(c) == start + i for i, c in enumerate(first))
+    return run and any("." in c and _number(c) is not None for row in rows[1:50] for c in row)
 
 
 def _csv_rows(path: Path, names: set[str]) -> tuple[list[str], list[list[str]]]:

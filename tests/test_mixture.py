@@ -283,3 +283,19 @@ def test_table_task_reads_csv_with_a_header(tmp_path):
     np.savetxt(tmp_path / "points.csv", x, delimiter=",", header="a,b", comments="")
     m = fit_task(compose_config("task=gmm", "data=table", f"data.path={tmp_path / 'points.csv'}"), tmp_path)
     assert m["num_train"] == 240 and np.isfinite(m["bic"])
+
+
+def test_features_of_very_different_scales_are_said_in_one_line(tmp_path, caplog):
+    import logging
+
+    from conftest import compose_config
+    from vaemix.apps.toolkit import fit_task
+
+    x, *_ = _blobs(np.random.default_rng(3), 300)
+    for name, scale, warned in (("comparable", 50.0, False), ("mixed", 500.0, True)):
+        np.savetxt(tmp_path / f"{name}.csv", x * [1.0, scale], delimiter=",", header="width,mass", comments="")
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="vaemix"):
+            fit_task(compose_config("task=gmm", "data=table", f"data.path={tmp_path / name}.csv"), tmp_path / name)
+        said = "task=gmm fits the features in their own units, and their standard deviations run from"
+        assert (said in caplog.text) == warned and ("('width') to" in caplog.text) == warned, caplog.text

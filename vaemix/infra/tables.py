@@ -167,8 +167,8 @@ def _has_header(rows: list[list[str]], names: set[str]) -> bool:
 
 def _numbered_columns(rows: list[list[str]]) -> bool:
     """Whether the first row numbers the columns (``0,1,2,...`` as pandas writes a DataFrame's unnamed
-    columns, after an empty cell above its index; or years) above rows of fractions, which a run of whole
-    numbers is unlikely to be."""
+    columns, after an empty cell above its index; or years) above rows of numbers with a decimal point: a run
+    of whole numbers written otherwise than the rows below it is no data row."""
     first = [c.strip() for c in rows[0]]
     first = first[1:] if first[0] == "" else first
     if len(first) < 2 or not all(c.lstrip("-").isdigit() for c in first):

@@ -88,7 +88,7 @@ def test_random_streams_are_distinct():
     assert len(ids) == len(set(ids))
     # Per-step draws within one run: [seed + offset, counter] for both phases (the pretraining phase runs
     # with seed + PRETRAIN_OFFSET) and evaluation's importance samples.
-    per_step = [streams.LATENT_NOISE_OFFSET, streams.DYNAMIC_BINARIZATION_OFFSET]
+    per_step = [streams.LATENT_NOISE_OFFSET, streams.DYNAMIC_BINARIZATION_OFFSET, streams.NEIGHBOUR_OFFSET]
     per_step += [streams.AUGMENTATION_OFFSET + v for v in range(streams.AUGMENTATION_VIEWS)]
     offsets = [*per_step, *(streams.PRETRAIN_OFFSET + o for o in per_step), streams.IWAE_OFFSET]
     assert len(offsets) == len(set(offsets))

@@ -11,6 +11,7 @@ from conftest import compose_config
 from vaemix.apps.pretraining import candidate_score
 from vaemix.apps.resolve import resolve
 from vaemix.apps.training import train
+from vaemix.errors import VaemixError
 from vaemix.infra.datasets import load_dataset
 
 
@@ -126,6 +127,19 @@ def test_pretraining_auto_is_three_by_the_share_for_images_and_two_by_the_confid
     t = resolve(table, load_dataset(table.data, 0)[0]).trainer
     assert (t.pretrain_candidates, t.pretrain_choice) == (2, "confidence")
     assert compose_config().trainer.pretrain_candidates is None  # the default recipe leaves it to the data
+
+
+def test_neighbour_views_are_five_for_a_table_and_none_for_images(tiny_config, blobs, tmp_path):
+    images = tiny_config(*RECIPE, f"data.images={blobs}")
+    assert resolve(images, load_dataset(images.data, 0)[0]).data.neighbours == 0
+    posed = tiny_config(*RECIPE, f"data.images={blobs}", "data.neighbours=3")
+    with pytest.raises(VaemixError, match="data.neighbours=3 is for tables; images are augmented by pose"):
+        resolve(posed, load_dataset(posed.data, 0)[0])
+    np.savez(rows := tmp_path / "rows.npz", x=np.load(blobs)["x"].reshape(600, 64))
+    for chosen, expected in (((), 5), (("data.neighbours=2",), 2), (("data.neighbours=0",), 0)):
+        table = tiny_config("data=table", f"data.path={rows}", *chosen)
+        assert resolve(table, load_dataset(table.data, 0)[0]).data.neighbours == expected
+    assert compose_config().data.neighbours is None  # the default recipe leaves it to the data
 
 
 def test_precision_null_is_bfloat16_only_for_grey_images_through_the_mlp_on_a_cpu_with_bfloat16_units(

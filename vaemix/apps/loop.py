@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import tensorflow as tf
 from tqdm.auto import tqdm
@@ -20,6 +21,7 @@ from vaemix.errors import Preempted
 from vaemix.infra.checkpoints import Checkpoints
 from vaemix.infra.config import Config
 from vaemix.infra.examples import Dataset
+from vaemix.infra.neighbours import Neighbours, find_neighbours
 from vaemix.infra.pipeline import index_batches, train_dataset
 from vaemix.infra.summaries import Summaries
 
@@ -69,6 +71,12 @@ class Loop:
     chief: bool
     summaries: Summaries
 
+    @cached_property
+    def neighbours(self) -> Neighbours | None:
+        """The training rows' nearest rows for a table's second view, found once for all phases."""
+        d = self.cfg.data
+        return find_neighbours(self.data.train, d.neighbours) if d.augment and self.data.kind == "table" else None
+
     def batches(self, schedule: Schedule, start: int, seed: int, views: int = 1):
         """Iterator over the distributed ``(inputs, targets)`` batches of steps ``[start, total)``."""
         d, n = self.cfg.data, len(self.data.train)
@@ -78,6 +86,7 @@ class Loop:
             augment = dict(corrupt_fraction=d.corrupt_fraction, corrupt_noise=d.corrupt_noise)
         # On a CPU the pipeline's threads take cores from the step; one thread stays ahead of it.
         threads = None if tf.config.list_physical_devices("GPU") else 1
+        neighbours = self.neighbours
 
         def pipeline(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
             per_pipeline = schedule.replicas // ctx.num_input_pipelines
@@ -86,7 +95,15 @@ class Loop:
                 n, schedule.global_batch, seed, start, schedule.total_steps, schedule.replicas, mine
             )
             return train_dataset(
-                self.data.train, rows, counters, d.binarize, seed, augment if d.augment else None, views, threads
+                self.data.train,
+                rows,
+                counters,
+                d.binarize,
+                seed,
+                augment if d.augment else None,
+                views,
+                threads,
+                neighbours,
             )
 
         return iter(self.strategy.distribute_datasets_from_function(pipeline))

@@ -18,6 +18,7 @@ log = logging.getLogger("vaemix")
 
 IMAGE_WIDTHS = [500, 500, 2000]  # VaDE's MLP
 IMAGE_LATENT, IMAGE_BATCH = 10, 256
+TABLE_NEIGHBOURS = 5  # the second view's row: one of the 5 nearest (benchmarks/README.md)
 
 
 def table_widths(features: int) -> list[int]:
@@ -93,6 +94,14 @@ def _likelihood(cfg: Config, data: Dataset) -> str:
     return "gaussian_per_feature"
 
 
+def _neighbours(cfg: Config, data: Dataset) -> int:
+    """``data.neighbours``: None is 5 for a table and 0 for images, which have poses to augment instead."""
+    k = cfg.data.neighbours
+    if k and data.kind != "table":
+        raise VaemixError(f"data.neighbours={k} is for tables; images are augmented by pose (data.neighbours=0)")
+    return (TABLE_NEIGHBOURS if data.kind == "table" else 0) if k is None else k
+
+
 def _warn_few_rows(data: Dataset) -> None:
     """One line where a table has fewer training rows than features: there the ELBO phase has undone the
     clusters pretraining found (300 rows of 784 or 5,000 features; README, "Few rows, many features")."""
@@ -108,7 +117,8 @@ def _warn_few_rows(data: Dataset) -> None:
 
 def resolve(cfg: Config, data: Dataset, replicas: int = 1) -> Config:
     """``cfg`` with ``model.likelihood=auto``, ``model.hidden``, ``model.latent_dim``, ``trainer.batch_size``,
-    ``trainer.pretrain_candidates`` and ``trainer.precision`` null, ``trainer.pretrain_choice=auto``, a batch
+    ``trainer.pretrain_candidates``, ``trainer.precision`` and ``data.neighbours`` null,
+    ``trainer.pretrain_choice=auto``, a batch
     larger than a table's training split, and pretraining candidates without a mixture to choose them by,
     resolved."""
     n, k = len(data.train), cfg.prior.components
@@ -133,7 +143,7 @@ def resolve(cfg: Config, data: Dataset, replicas: int = 1) -> Config:
         pretrain_choice=choice,
         precision=_precision(cfg, data),
     )
-    resolved = replace(cfg, model=model, trainer=trainer)
+    resolved = replace(cfg, data=replace(cfg.data, neighbours=_neighbours(cfg, data)), model=model, trainer=trainer)
     _warn_few_rows(data)
     if table or likelihood != cfg.model.likelihood:
         widths = f", MLP widths {'-'.join(map(str, hidden))}" if cfg.model.architecture == "mlp" else ""

@@ -12,7 +12,8 @@ import tensorflow as tf
 
 from vaemix.infra.augment import corrupt_rows, random_affine
 from vaemix.infra.examples import Examples
-from vaemix.maths.streams import AUGMENTATION_OFFSET, DYNAMIC_BINARIZATION_OFFSET, Stream
+from vaemix.infra.neighbours import Neighbours, partner_in_batch, partner_positions
+from vaemix.maths.streams import AUGMENTATION_OFFSET, DYNAMIC_BINARIZATION_OFFSET, NEIGHBOUR_OFFSET, Stream
 
 
 def steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
@@ -77,11 +78,13 @@ def train_dataset(
     augment: dict[str, float] | None = None,
     views: int = 1,
     threads: int | None = None,
+    neighbours: Neighbours | None = None,
 ) -> tf.data.Dataset:
     """``(views, targets)`` batches of the split ``examples`` for the position rows of ``batches`` (see
     :func:`index_batches`): ``targets`` are the inputs the decoder must explain, ``views`` a tuple of
     ``views`` tensors like them for the encoder to see: the targets themselves, or independent augmented
-    views with ``augment`` (:func:`random_affine`'s keys for images, :func:`corrupt_rows`'s for a table).
+    views with ``augment`` (:func:`random_affine`'s keys for images, :func:`corrupt_rows`'s for a table);
+    with ``neighbours`` (a table), the views after the first augment one of each row's nearest rows.
     Dynamic binarisation and augmentation draw from stateless seeds ``(seed, counter)``, so a resumed run
     draws what the uninterrupted run would have. ``threads`` caps the pipeline at that many threads of its
     own (None: tf.data's autotuning).
@@ -99,7 +102,15 @@ def train_dataset(
             x = tf.cast(u < x, tf.float32)
         if not augment:
             return (x,) * views, x
-        return tuple(augmenter(x, stream(AUGMENTATION_OFFSET + v, i), **augment) for v in range(views)), x
+        partner = x if neighbours is None else near(x, idx, stream(NEIGHBOUR_OFFSET, i))
+        return tuple(
+            augmenter(partner if v else x, stream(AUGMENTATION_OFFSET + v, i), **augment) for v in range(views)
+        ), x
+
+    def near(x: tf.Tensor, idx: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        if neighbours.table is None:
+            return partner_in_batch(x, neighbours.k, seed)
+        return read(partner_positions(neighbours, idx, seed))
 
     ds = tf.data.Dataset.from_tensor_slices((counters, batches))
     if threads is None:

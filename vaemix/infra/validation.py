@@ -73,6 +73,7 @@ def check_data(d: DataConfig) -> None:
     choice("data.preprocessing", d.preprocessing, ("standardize", "none"))
     for key in ("max_shift", "max_rotation", "max_zoom", "corrupt_noise"):
         at_least(f"data.{key}", getattr(d, key), 0.0)
+    at_least("data.neighbours", d.neighbours, 0)
     for key in ("test_fraction", "corrupt_fraction"):
         if not 0.0 <= getattr(d, key) <= 1.0 or (key == "test_fraction" and getattr(d, key) in (0.0, 1.0)):
             raise VaemixError(f"data.{key}={getattr(d, key)!r} is out of range; it must be in (0, 1)")

@@ -25,6 +25,7 @@ class Stream(IntEnum):
 LATENT_NOISE_OFFSET = 0  # q(z|x) samples of training and evaluation: [seed, step] / [seed, batch]
 AUGMENTATION_OFFSET = 17  # view v of the augmented batch: [seed + 17 + v, counter]
 DYNAMIC_BINARIZATION_OFFSET = 23  # data.binarize=dynamic: [seed + 23, counter]
+NEIGHBOUR_OFFSET = 29  # data.neighbours: which near row a table row's second view starts from
 IWAE_OFFSET = 7919  # importance samples of evaluation's log-likelihood: [seed + 7919, chunk]
 PRETRAIN_OFFSET = 1_000_003  # the pretraining phase's data order and augmentation: seed + 1_000_003
 CANDIDATE_OFFSET = 500_009  # trainer.pretrain_candidates: candidate c's weights and pretraining seed + 500_009 * c

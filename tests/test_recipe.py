@@ -129,15 +129,22 @@ def test_pretraining_auto_is_three_by_the_share_for_images_and_two_by_the_confid
     assert compose_config().trainer.pretrain_candidates is None  # the default recipe leaves it to the data
 
 
-def test_neighbour_views_are_five_for_a_table_and_none_for_images(tiny_config, blobs, tmp_path):
+def test_neighbour_views_are_five_for_tables_of_32_features_and_none_for_fewer_or_images(tiny_config, blobs, tmp_path):
     images = tiny_config(*RECIPE, f"data.images={blobs}")
     assert resolve(images, load_dataset(images.data, 0)[0]).data.neighbours == 0
     posed = tiny_config(*RECIPE, f"data.images={blobs}", "data.neighbours=3")
     with pytest.raises(VaemixError, match="data.neighbours=3 is for tables; images are augmented by pose"):
         resolve(posed, load_dataset(posed.data, 0)[0])
     np.savez(rows := tmp_path / "rows.npz", x=np.load(blobs)["x"].reshape(600, 64))
-    for chosen, expected in (((), 5), (("data.neighbours=2",), 2), (("data.neighbours=0",), 0)):
-        table = tiny_config("data=table", f"data.path={rows}", *chosen)
+    np.savez(narrow := tmp_path / "narrow.npz", x=np.load(blobs)["x"].reshape(600, 64)[:, :31])
+    for path, chosen, expected in (
+        (rows, (), 5),
+        (rows, ("data.neighbours=2",), 2),
+        (rows, ("data.neighbours=0",), 0),
+        (narrow, (), 0),  # 31 features
+        (narrow, ("data.neighbours=5",), 5),
+    ):
+        table = tiny_config("data=table", f"data.path={path}", *chosen)
         assert resolve(table, load_dataset(table.data, 0)[0]).data.neighbours == expected
     assert compose_config().data.neighbours is None  # the default recipe leaves it to the data
 

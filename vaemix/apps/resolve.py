@@ -18,7 +18,9 @@ log = logging.getLogger("vaemix")
 
 IMAGE_WIDTHS = [500, 500, 2000]  # VaDE's MLP
 IMAGE_LATENT, IMAGE_BATCH = 10, 256
-TABLE_NEIGHBOURS = 5  # the second view's row: one of the 5 nearest (benchmarks/README.md)
+# The second view's row for a table of at least 32 features: one of its 5 nearest. With fewer, a corruption
+# of the row itself already changes much of it, and neighbours cost wine and iris (benchmarks/README.md).
+TABLE_NEIGHBOURS, NEIGHBOUR_FEATURES = 5, 32
 
 
 def table_widths(features: int) -> list[int]:
@@ -95,11 +97,14 @@ def _likelihood(cfg: Config, data: Dataset) -> str:
 
 
 def _neighbours(cfg: Config, data: Dataset) -> int:
-    """``data.neighbours``: None is 5 for a table and 0 for images, which have poses to augment instead."""
+    """``data.neighbours``: None is 5 for a table of at least 32 features, else 0 (images have poses to
+    augment instead)."""
     k = cfg.data.neighbours
     if k and data.kind != "table":
         raise VaemixError(f"data.neighbours={k} is for tables; images are augmented by pose (data.neighbours=0)")
-    return (TABLE_NEIGHBOURS if data.kind == "table" else 0) if k is None else k
+    if k is None:
+        return TABLE_NEIGHBOURS if data.kind == "table" and data.shape[0] >= NEIGHBOUR_FEATURES else 0
+    return k
 
 
 def _warn_few_rows(data: Dataset) -> None:

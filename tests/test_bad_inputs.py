@@ -65,7 +65,7 @@ CASES = [
     _config("data=local", "data=local needs data.images"),
     _config("data.test_fraction=1.5", "data.test_fraction=1.5 is out of range"),
     _config("data.neighbours=-1", "data.neighbours=-1 is out of range; it must be >= 0"),
-    _data(["data.neighbours=3"], "data.neighbours=3 is for tables; images are augmented by pose"),
+    _config("data.neighbours=3", "data.neighbours=3 is for a table's augmented views (data=table data.augment=true)"),
     _config("data.augment=false", "set data.augment=true"),
     _config("task=gmm", "task=gmm fits tabular data"),
     _config("data=table", "data=table needs data.path"),

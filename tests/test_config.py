@@ -55,6 +55,7 @@ def test_groups_and_overrides_compose():
         ("model.hidden=[16,0]", r"model.hidden\[1\]=0 is out of range"),
         ("data.test_fraction=1.5", "data.test_fraction=1.5 is out of range"),
         ("data.neighbours=-1", "data.neighbours=-1 is out of range; it must be >= 0"),
+        ("data.neighbours=3", "data.neighbours=3 is for a table's augmented views"),
         ("task=gmm", "task=gmm fits tabular data; use data=blobs or data=table"),
         ("data=blobs", "data=blobs generates points for the toolkit; choose a task"),
         ("task.kind=kmeans", "task.kind='kmeans' is not allowed"),

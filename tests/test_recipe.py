@@ -11,7 +11,6 @@ from conftest import compose_config
 from vaemix.apps.pretraining import candidate_score
 from vaemix.apps.resolve import resolve
 from vaemix.apps.training import train
-from vaemix.errors import VaemixError
 from vaemix.infra.datasets import load_dataset
 
 
@@ -129,24 +128,13 @@ def test_pretraining_auto_is_three_by_the_share_for_images_and_two_by_the_confid
     assert compose_config().trainer.pretrain_candidates is None  # the default recipe leaves it to the data
 
 
-def test_neighbour_views_are_five_for_tables_of_32_features_and_none_for_fewer_or_images(tiny_config, blobs, tmp_path):
-    images = tiny_config(*RECIPE, f"data.images={blobs}")
-    assert resolve(images, load_dataset(images.data, 0)[0]).data.neighbours == 0
-    posed = tiny_config(*RECIPE, f"data.images={blobs}", "data.neighbours=3")
-    with pytest.raises(VaemixError, match="data.neighbours=3 is for tables; images are augmented by pose"):
-        resolve(posed, load_dataset(posed.data, 0)[0])
-    np.savez(rows := tmp_path / "rows.npz", x=np.load(blobs)["x"].reshape(600, 64))
-    np.savez(narrow := tmp_path / "narrow.npz", x=np.load(blobs)["x"].reshape(600, 64)[:, :31])
-    for path, chosen, expected in (
-        (rows, (), 5),
-        (rows, ("data.neighbours=2",), 2),
-        (rows, ("data.neighbours=0",), 0),
-        (narrow, (), 0),  # 31 features
-        (narrow, ("data.neighbours=5",), 5),
-    ):
-        table = tiny_config("data=table", f"data.path={path}", *chosen)
-        assert resolve(table, load_dataset(table.data, 0)[0]).data.neighbours == expected
-    assert compose_config().data.neighbours is None  # the default recipe leaves it to the data
+def test_a_table_with_neighbour_views_recovers_the_clusters(tiny_config, blobs, tmp_path, caplog):
+    np.savez(rows := tmp_path / "rows.npz", x=np.load(blobs)["x"].reshape(600, 64), y=np.load(blobs)["y"])
+    table = [o for o in RECIPE if o != "data=local"] + ["data.augment=true", "trainer.pretrain_contrastive=1.0"]
+    with caplog.at_level("INFO", logger="vaemix"):
+        result = train(tiny_config("data=table", f"data.path={rows}", *table, "data.neighbours=3"), tmp_path / "run")
+    assert "each row's second view from one of its 3 nearest training rows (480 rows)" in caplog.text
+    assert result["cluster_acc"] == 1.0 and result["components_used"] == 3
 
 
 def test_precision_null_is_bfloat16_only_for_grey_images_through_the_mlp_on_a_cpu_with_bfloat16_units(

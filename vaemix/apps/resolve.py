@@ -18,9 +18,6 @@ log = logging.getLogger("vaemix")
 
 IMAGE_WIDTHS = [500, 500, 2000]  # VaDE's MLP
 IMAGE_LATENT, IMAGE_BATCH = 10, 256
-# The second view's row for a table of at least 32 features: one of its 5 nearest. With fewer, a corruption
-# of the row itself already changes much of it, and neighbours cost wine and iris (benchmarks/README.md).
-TABLE_NEIGHBOURS, NEIGHBOUR_FEATURES = 5, 32
 
 
 def table_widths(features: int) -> list[int]:
@@ -96,17 +93,6 @@ def _likelihood(cfg: Config, data: Dataset) -> str:
     return "gaussian_per_feature"
 
 
-def _neighbours(cfg: Config, data: Dataset) -> int:
-    """``data.neighbours``: None is 5 for a table of at least 32 features, else 0 (images have poses to
-    augment instead)."""
-    k = cfg.data.neighbours
-    if k and data.kind != "table":
-        raise VaemixError(f"data.neighbours={k} is for tables; images are augmented by pose (data.neighbours=0)")
-    if k is None:
-        return TABLE_NEIGHBOURS if data.kind == "table" and data.shape[0] >= NEIGHBOUR_FEATURES else 0
-    return k
-
-
 def _warn_few_rows(data: Dataset) -> None:
     """One line where a table has fewer training rows than features: there the ELBO phase has undone the
     clusters pretraining found (300 rows of 784 or 5,000 features; README, "Few rows, many features")."""
@@ -122,8 +108,7 @@ def _warn_few_rows(data: Dataset) -> None:
 
 def resolve(cfg: Config, data: Dataset, replicas: int = 1) -> Config:
     """``cfg`` with ``model.likelihood=auto``, ``model.hidden``, ``model.latent_dim``, ``trainer.batch_size``,
-    ``trainer.pretrain_candidates``, ``trainer.precision`` and ``data.neighbours`` null,
-    ``trainer.pretrain_choice=auto``, a batch
+    ``trainer.pretrain_candidates`` and ``trainer.precision`` null, ``trainer.pretrain_choice=auto``, a batch
     larger than a table's training split, and pretraining candidates without a mixture to choose them by,
     resolved."""
     n, k = len(data.train), cfg.prior.components
@@ -148,7 +133,7 @@ def resolve(cfg: Config, data: Dataset, replicas: int = 1) -> Config:
         pretrain_choice=choice,
         precision=_precision(cfg, data),
     )
-    resolved = replace(cfg, data=replace(cfg.data, neighbours=_neighbours(cfg, data)), model=model, trainer=trainer)
+    resolved = replace(cfg, model=model, trainer=trainer)
     _warn_few_rows(data)
     if table or likelihood != cfg.model.likelihood:
         widths = f", MLP widths {'-'.join(map(str, hidden))}" if cfg.model.architecture == "mlp" else ""

@@ -43,9 +43,8 @@ class DataConfig:
     corrupt_fraction: float = 0.2
     corrupt_noise: float = 0.1
     # Tables: the second view corrupts one of the row's k nearest training rows, not the row itself (within
-    # the batch for a .npy read from disk or over 50,000 rows); 0: the row itself; None: 5 for a table of
-    # at least 32 features, else 0
-    neighbours: int | None = None
+    # the batch for a .npy read from disk or over 50,000 rows); 0, the recipe: the row itself
+    neighbours: int = 0
     # Tables: data=table with data.path a .csv (.tsv, .txt, gzipped too), a .npz with x (and labels y) or
     # a .npy (memory-mapped); data=blobs generates Gaussian blobs for the toolkit's tasks.
     path: str | None = None

@@ -37,6 +37,9 @@ def find_neighbours(examples: Examples, k: int) -> Neighbours | None:
     if not isinstance(examples.values, np.ndarray) or len(examples) > EXACT_ROWS:
         log.info("neighbour views: each row's %d nearest rows within its batch (%d rows)", k, len(examples))
         return Neighbours(k)
+    log.info(
+        "neighbour views: each row's second view from one of its %d nearest training rows (%d rows)", k, len(examples)
+    )
     rows = examples.preprocessing.apply(examples.raw())  # [N, F]
     _, table = NearestNeighbors(n_neighbors=k).fit(rows).kneighbors()  # without the row itself
     return Neighbours(k, table.astype(np.int32))

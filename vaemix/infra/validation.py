@@ -74,6 +74,11 @@ def check_data(d: DataConfig) -> None:
     for key in ("max_shift", "max_rotation", "max_zoom", "corrupt_noise"):
         at_least(f"data.{key}", getattr(d, key), 0.0)
     at_least("data.neighbours", d.neighbours, 0)
+    if d.neighbours and (d.name != "table" or not d.augment):
+        raise VaemixError(
+            f"data.neighbours={d.neighbours} is for a table's augmented views (data=table data.augment=true);"
+            " images are augmented by pose: leave it 0"
+        )
     for key in ("test_fraction", "corrupt_fraction"):
         if not 0.0 <= getattr(d, key) <= 1.0 or (key == "test_fraction" and getattr(d, key) in (0.0, 1.0)):
             raise VaemixError(f"data.{key}={getattr(d, key)!r} is out of range; it must be in (0, 1)")

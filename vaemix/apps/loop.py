@@ -73,9 +73,9 @@ class Loop:
 
     @cached_property
     def neighbours(self) -> Neighbours | None:
-        """The training rows' nearest rows for a table's second view, found once for all phases."""
-        d = self.cfg.data
-        return find_neighbours(self.data.train, d.neighbours) if d.augment and self.data.kind == "table" else None
+        """The training rows' nearest rows for a table's second view (``data.neighbours``, which config
+        validation allows only for a table's augmented views), found once for all phases."""
+        return find_neighbours(self.data.train, self.cfg.data.neighbours)
 
     def batches(self, schedule: Schedule, start: int, seed: int, views: int = 1):
         """Iterator over the distributed ``(inputs, targets)`` batches of steps ``[start, total)``."""

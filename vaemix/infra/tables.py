@@ -299,6 +299,10 @@ def read_table(d: DataConfig, spec: TableSpec | None = None) -> Table:
     """The table at ``d.path``: a .csv, .tsv or .txt, gzipped or not (see :func:`read_csv`), a .npz (``x``
     [N, F] and labels ``y``) or a .npy (read on demand)."""
     p = existing_file(d.path or "")
+    if p.suffix != ".npz" and (d.x_key, d.y_key) != ("x", "y"):
+        key, value = ("data.x_key", d.x_key) if d.x_key != "x" else ("data.y_key", d.y_key)
+        labels = "data.label_column=<its column>" if p.name.lower().endswith(TEXT_SUFFIXES) else "a .npz's y"
+        raise VaemixError(f"{key}={value!r} names an array of a .npz; {p.name} has none (labels: {labels})")
     if p.name.lower().endswith(TEXT_SUFFIXES):
         return read_csv(p, d, spec)
     if d.label_column is not None or d.categorical_columns:

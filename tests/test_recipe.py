@@ -137,6 +137,23 @@ def test_a_table_with_neighbour_views_recovers_the_clusters(tiny_config, blobs, 
     assert result["cluster_acc"] == 1.0 and result["components_used"] == 3
 
 
+def test_a_table_with_neighbour_views_resumes_exactly(tiny_config, blobs, tmp_path):
+    """The partner of each row is drawn from the step's own seed: a resumed run draws what it would have."""
+    np.savez(rows := tmp_path / "rows.npz", x=np.load(blobs)["x"].reshape(600, 64))
+    table = [o for o in RECIPE if o != "data=local"] + ["data.augment=true", "trainer.pretrain_epochs=2"]
+    table += ["trainer.pretrain_contrastive=1.0", "trainer.contrastive=1.0"]  # both phases use the second view
+    cfg = lambda *o: tiny_config("data=table", f"data.path={rows}", *table, "data.neighbours=3", *o)  # noqa: E731
+    train(cfg("trainer.max_steps=3"), tmp_path / "resumed")
+    resumed = train(cfg("trainer.max_steps=15"), tmp_path / "resumed")
+    straight = train(cfg("trainer.max_steps=15"), tmp_path / "straight")
+    assert resumed["step"] == straight["step"] == 15
+    a, b = (tf.train.load_checkpoint(str(tmp_path / d / "checkpoints" / "ckpt-15")) for d in ("resumed", "straight"))
+    names = [n for n in a.get_variable_to_shape_map() if "VARIABLE_VALUE" in n and "save_counter" not in n]
+    assert len(names) > 10
+    for name in names:
+        np.testing.assert_allclose(a.get_tensor(name), b.get_tensor(name), atol=1e-5, err_msg=name)
+
+
 def test_precision_null_is_bfloat16_only_for_grey_images_through_the_mlp_on_a_cpu_with_bfloat16_units(
     tiny_config, blobs, tmp_path, monkeypatch
 ):

@@ -6,6 +6,7 @@
     python benchmarks/tabular.py --datasets digits --no-scale --set data.corrupt_fraction=0.4   # a recipe variant
     python benchmarks/tabular.py --datasets wide mnist300 --no-scale                 # few rows, many features
     python benchmarks/tabular.py --scale-only          # 1,000,000 generated 128-d rows from a .npy
+    python benchmarks/tabular.py --datasets wide --pretrained-from /tmp/vaemix-bench-tabular --work /tmp/b  # reuse
 
 Real data, but for one generated set: scikit-learn's bundled ``load_digits`` (64-d), ``load_wine`` (13-d),
 ``load_iris`` (4-d), and MNIST-5k's pixels as 784-d vectors; for few rows of many features, its first 300
@@ -63,8 +64,12 @@ def _datasets(work: Path, names: list[str]) -> dict[str, Path]:
     return out
 
 
-def _vae(path: Path, k: int, seed: int, run_dir: Path, all_rows: bool, overrides: list[str]) -> dict:
+def _vae(
+    path: Path, k: int, seed: int, run_dir: Path, all_rows: bool, overrides: list[str], reuse: Path | None
+) -> dict:
     shutil.rmtree(run_dir, ignore_errors=True)
+    for source in sorted(reuse.glob("checkpoints/pretrain*")) if reuse else []:
+        shutil.copytree(source, run_dir / "checkpoints" / source.name)  # the run restores it, pretrains no more
     t0 = time.perf_counter()
     cmd = [
         sys.executable,
@@ -206,6 +211,12 @@ def main() -> None:
     parser.add_argument("--no-scale", action="store_true")
     parser.add_argument("--set", nargs="*", default=[], help="more overrides for every vaemix run")
     parser.add_argument("--work", default="/tmp/vaemix-bench-tabular")
+    parser.add_argument(
+        "--pretrained-from",
+        type=Path,
+        help="an earlier run's --work: each run starts from the same seed's pretrained candidates there "
+        "(for variants of what comes after pretraining; the ELBO phase alone is then timed)",
+    )
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "tabular.json"))
     args = parser.parse_args()
     work = Path(args.work)
@@ -215,7 +226,8 @@ def main() -> None:
     for name, path in ({} if args.scale_only else _datasets(work, args.datasets)).items():
         k = len(np.unique(np.load(path)["y"]))
         small = name in ("wine", "iris", "wide", "mnist300")  # a few dozen held-out rows: all rows too
-        runs = [_vae(path, k, s, work / name / f"seed{s}", small, args.set) for s in seeds]
+        reuse = {s: args.pretrained_from / name / f"seed{s}" if args.pretrained_from else None for s in seeds}
+        runs = [_vae(path, k, s, work / name / f"seed{s}", small, args.set, reuse[s]) for s in seeds]
         base = [_baselines(path, k, s) for s in seeds]
         result["datasets"][name] = {"k": k, "vae": runs, **{b: [r[b] for r in base] for b in base[0]}}
         print(f"\n{name} (K={k}): {'method':22} {'ACC':>15} {'NMI':>15} {'ARI':>15} {'ACC all rows':>15} {'s':>6}")

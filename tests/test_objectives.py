@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vaemix.maths.keras import tfd
+from vaemix.maths.keras import keras, tfd
 from vaemix.maths.likelihoods import LogitBernoulli
 from vaemix.maths.networks import build_decoder, build_encoder
 from vaemix.maths.objectives import autoencoder_terms, elbo, iwae_bound, latent_noise
@@ -111,6 +111,51 @@ def test_reset_encoder_scale_keeps_the_mean_and_sets_a_small_isotropic_scale():
     q = vae.encoder(x)
     np.testing.assert_allclose(q.mean().numpy(), before, atol=1e-6)
     np.testing.assert_allclose(q.covariance().numpy(), np.broadcast_to(0.01 * np.eye(3), (7, 3, 3)), atol=1e-6)
+
+
+def _sphere_encoder(architecture: str):
+    from vaemix.maths.networks import reset_encoder_scale
+
+    keras.utils.set_random_seed(0)  # both calls of a test build the same weights
+    arch = dict(architecture=architecture, hidden=[16, 32], filters=[4, 8], conv_dense=32)
+    encoder = build_encoder(SHAPE, 3, sphere_radius=3.0, **arch)
+    reset_encoder_scale(encoder, 3, 0.1)
+    return encoder
+
+
+def _scale_after_one_adam_step(encoder, x: tf.Tensor) -> np.ndarray:
+    """q's scale diagonals after one Adam step of the ELBO on the encoder alone (a fresh optimizer)."""
+    keras.utils.set_random_seed(1)
+    decoder = build_decoder(SHAPE, 3, likelihood="bernoulli", architecture="mlp", hidden=[16])
+    vae = VAE(encoder, decoder, build_prior("gmm", 3, components=4))
+    with tf.GradientTape() as tape:
+        terms = elbo(vae, x, latent_noise(0, 0, [1, 7, 3]))
+        loss = tf.reduce_mean(terms.rate + terms.distortion)
+    grads = tape.gradient(loss, encoder.trainable_variables)
+    keras.optimizers.Adam(1e-3).apply_gradients(zip(grads, encoder.trainable_variables, strict=True))
+    return np.diagonal(encoder(x).scale.to_dense().numpy(), axis1=-2, axis2=-1)
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "conv"])
+def test_normalise_last_hidden_keeps_q_and_takes_the_shock_out_of_the_first_elbo_step(architecture):
+    """Pretraining leaves the last hidden layer at any size; the ELBO's first Adam step then moved q's
+    zeroed scale head by ~lr x its L1 norm (a held-out loss of 8,101 -> 1,093,385 nats on 5,000 features)."""
+    from vaemix.maths.networks import normalise_last_hidden
+
+    x = 1e4 * _images()  # inputs that make the hidden layer large, as a wide table's do
+    shocked = _scale_after_one_adam_step(_sphere_encoder(architecture), x)
+    encoder = _sphere_encoder(architecture)  # the same initial weights
+    before = encoder(x)
+    layer = encoder.layers[encoder.layers.index(encoder.get_layer("latent_params")) - 1]
+    size = np.linalg.norm(keras.Model(encoder.inputs, layer.output)(x).numpy(), axis=-1).mean()
+    assert normalise_last_hidden(encoder, 3, [x[:4], x[4:]]) == pytest.approx(size, rel=1e-5)
+    after = encoder(x)
+    np.testing.assert_allclose(after.mean().numpy(), before.mean().numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(after.covariance().numpy(), before.covariance().numpy(), atol=1e-6)
+    hidden = keras.Model(encoder.inputs, layer.output)(x).numpy()
+    assert np.linalg.norm(hidden, axis=-1).mean() == pytest.approx(1.0, rel=1e-4)
+    assert np.abs(shocked - 0.1).max() > 10.0  # q's scale started at 0.1; the old first step moved it 20-59
+    assert np.abs(_scale_after_one_adam_step(encoder, x) - 0.1).max() < 0.1  # now 0.015-0.05
 
 
 def test_autoencoder_terms_are_the_zero_noise_distortion_and_ignore_an_overflowing_scale():

@@ -20,14 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from vaemix.apps.loop import Loop, Phase
-from vaemix.apps.scoring import latent_means, model_report
+from vaemix.apps.scoring import EVAL_BATCH, latent_means, model_report
 from vaemix.apps.state import State, build_vae, pretrain_optimizer
 from vaemix.apps.steps import Schedule, StepOptions, make_schedule, make_train_step, use_jit
 from vaemix.infra.atomic import write_json
 from vaemix.infra.checkpoints import Checkpoints
 from vaemix.infra.examples import Examples
 from vaemix.maths.metrics import component_shares
-from vaemix.maths.networks import reset_encoder_scale
+from vaemix.maths.networks import normalise_last_hidden, reset_encoder_scale
 from vaemix.maths.prior_init import fit_prior
 from vaemix.maths.priors import MixturePrior, assignments
 from vaemix.maths.streams import AUGMENTATION_VIEWS, PRETRAIN_OFFSET, Stream, candidate_seed
@@ -94,8 +94,11 @@ def _candidate(loop: Loop, state: State, run_dir: Path, c: int) -> dict:
         pretrain(loop, vae, optimizer, schedule, run_dir / "checkpoints" / name, name, seed + PRETRAIN_OFFSET)
         reset_encoder_scale(vae.encoder, vae.latent_dim, _START_SCALE)
     record: dict = {"candidate": c, "seed": seed}
+    rows = prior_fit_rows(loop.data.train, cfg.seed)
+    if cfg.trainer.pretrain_epochs and cfg.model.sphere_radius:
+        record["hidden_norm"] = normalise_last_hidden(vae.encoder, vae.latent_dim, rows.batches(EVAL_BATCH))
     if cfg.prior.init != "random" and isinstance(vae.prior, MixturePrior):
-        z = latent_means(vae, prior_fit_rows(loop.data.train, cfg.seed))
+        z = latent_means(vae, rows)
         record["agreement"] = fit_prior(vae.prior, z, cfg.prior.init, cfg.seed, cfg.prior.init_restarts)
         clusters, record["confidence"] = assignments(vae.prior(), z)
         shares = component_shares(clusters, vae.prior.components)

@@ -7,8 +7,9 @@ under a mixed-precision policy only the hidden layers compute in low precision.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from vaemix.maths.keras import keras, tfb, tfd, tfpl  # tf_keras (Keras 2)
@@ -47,6 +48,31 @@ def reset_encoder_scale(encoder: keras.Model, latent_dim: int, scale: float) -> 
     kernel[:, latent_dim:] = 0.0
     bias[latent_dim:] = raw
     head.set_weights([kernel, bias])
+
+
+def normalise_last_hidden(encoder: keras.Model, latent_dim: int, batches: Iterable) -> float:
+    """Divide the last hidden layer of a sphere-mean encoder by the mean L2 norm of its outputs over
+    ``batches`` (and the mean head's bias with it, which leaves the mean's direction, all the sphere keeps,
+    unchanged); q's scale is kept too. Returns that norm.
+
+    Pretraining leaves the layer at any magnitude (the sphere bounds nothing before it), and the ELBO
+    phase's first Adam step then moves the scale head by ~lr x the layer's L1 norm a row: thousands of
+    units on a few rows of many features.
+    """
+    head = encoder.get_layer("latent_params")
+    hidden = encoder.layers[encoder.layers.index(head) - 1]  # a ReLU layer: dividing it divides its output
+    features = keras.Model(encoder.inputs, hidden.output)
+    norms = [tf.norm(tf.cast(features(x), tf.float32), axis=-1).numpy() for x in batches]  # [B] each
+    norm = float(np.mean(np.concatenate(norms)))
+    if not norm > 0.0:
+        return 1.0  # every unit dead on these rows: nothing to rescale
+    kernel, bias = hidden.get_weights()
+    hidden.set_weights([kernel / norm, bias / norm])
+    kernel, bias = head.get_weights()
+    kernel[:, latent_dim:] *= norm  # the scale outputs see the smaller layer unchanged
+    bias[:latent_dim] /= norm
+    head.set_weights([kernel, bias])
+    return norm
 
 
 def build_encoder(

@@ -223,6 +223,8 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     result: dict = {"seeds": args.seeds, "first_seed": args.first_seed, "overrides": args.set, "datasets": {}}
+    if args.pretrained_from:
+        result["pretrained_from"] = str(args.pretrained_from)
     for name, path in ({} if args.scale_only else _datasets(work, args.datasets)).items():
         k = len(np.unique(np.load(path)["y"]))
         small = name in ("wine", "iris", "wide", "mnist300")  # a few dozen held-out rows: all rows too

@@ -215,7 +215,7 @@ def main() -> None:
         "--pretrained-from",
         type=Path,
         help="an earlier run's --work: each run starts from the same seed's pretrained candidates there "
-        "(for variants of what comes after pretraining; the ELBO phase alone is then timed)",
+        "(for variants of what comes after pretraining, which then costs no time)",
     )
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "tabular.json"))
     args = parser.parse_args()

@@ -158,6 +158,19 @@ def test_normalise_last_hidden_keeps_q_and_takes_the_shock_out_of_the_first_elbo
     assert np.abs(_scale_after_one_adam_step(encoder, x) - 0.1).max() < 0.1  # now 0.015-0.05
 
 
+def test_normalise_last_hidden_leaves_an_encoder_whose_last_layer_is_dead_as_it_is():
+    from vaemix.maths.networks import normalise_last_hidden
+
+    encoder, x = _sphere_encoder("mlp"), _images()
+    layer = encoder.layers[encoder.layers.index(encoder.get_layer("latent_params")) - 1]
+    kernel, bias = layer.get_weights()
+    layer.set_weights([np.zeros_like(kernel), np.full_like(bias, -1.0)])  # every unit off on every row
+    before = [w.copy() for w in encoder.get_weights()]
+    assert normalise_last_hidden(encoder, 3, [x]) == 1.0  # not a division by zero
+    for a, b in zip(encoder.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_autoencoder_terms_are_the_zero_noise_distortion_and_ignore_an_overflowing_scale():
     """Pretraining never trains q's scale: with large inputs it overflowed and stopped MNIST's pixels as
     784-d rows as a 'non-finite kl'. The autoencoder's terms are the same distortion without it."""

@@ -131,10 +131,10 @@ def test_npz_labels_and_npy_dtypes(tmp_path):
             read_table(DataConfig(name="table", path=str(tmp_path / name)))
 
 
-def test_a_header_of_column_numbers_is_a_header_above_fractions(tmp_path):
-    def read(name: str, text: str):
+def test_a_header_of_column_numbers_is_a_header_above_fractions_or_across_five_columns(tmp_path, caplog):
+    def read(name: str, text: str, header: bool | None = None):
         (tmp_path / name).write_text(text)
-        return read_table(DataConfig(name="table", path=str(tmp_path / name)))
+        return read_table(DataConfig(name="table", path=str(tmp_path / name), header=header))
 
     unnamed = read("unnamed.csv", "0,1,2\n0.5,-1.25,3\n2,0.75,1\n")  # pd.DataFrame(x).to_csv(path, index=False)
     assert unnamed.spec.columns == ["0", "1", "2"]
@@ -145,6 +145,17 @@ def test_a_header_of_column_numbers_is_a_header_above_fractions(tmp_path):
     assert years.spec.columns == ["1990", "1991", "1992"] and len(years.values) == 1
     for name, text in (("counts.csv", "1,2,3\n4,5,6\n"), ("unordered.csv", "0,2,1\n0.5,1.5,2.5\n")):
         assert len(read(name, text).values) == 2  # whole numbers, or not a run: the first row is data
+    assert (
+        "counts.csv: its first row counts the columns up but is read as data (data.header=true: a header)"
+        in caplog.text
+    )
+    assert "unordered.csv" not in caplog.text
+    wide = read("wide.csv", "0,1,2,3,4\n7,0,16,3,2\n5,5,0,1,9\n")  # pd.DataFrame(counts).to_csv(path, index=False)
+    assert wide.spec.columns == ["0", "1", "2", "3", "4"] and np.asarray(wide.values).tolist()[0] == [7, 0, 16, 3, 2]
+    assert len(read("four.csv", "1,2,3,4\n4,5,6,7\n").values) == 2  # four columns: could be a row
+    said = read("said.csv", "1,2,3\n4,5,6\n", header=True)
+    assert said.spec.columns == ["1", "2", "3"] and np.asarray(said.values).tolist() == [[4, 5, 6]]
+    assert np.asarray(read("data.csv", "0,1,2,3,4\n7,0,16,3,2\n", header=False).values).tolist()[0] == [0, 1, 2, 3, 4]
 
 
 def test_npz_arrays_by_scikit_learns_spelling_or_by_name(tmp_path):

@@ -52,6 +52,7 @@ class DataConfig:
     # while y): x is also found as X, or as the file's only array.
     x_key: str = "x"
     y_key: str = "y"
+    header: bool | None = None  # a CSV's first row names the columns (true) or is data (false); null: detected
     label_column: str | None = None  # the column (name, or index from 0) that holds labels, not a feature
     categorical_columns: list[str] = field(default_factory=list)  # one-hot encoded (names or indices)
     drop_columns: list[str] = field(default_factory=list)  # left out (names or indices)

@@ -29,6 +29,7 @@ STANDARD_CLIP = 5.0  # standardised values are clipped to +-5 deviations (see Pr
 MISSING = ("", "na", "nan", "null", "none", "?")  # cells read as a missing value (any case)
 SEPARATORS = ",;\t|"
 SNIFF_LINES = 200  # lines that decide the separator
+_NUMBERED_MIN = 5  # columns numbered 0 or 1 up across at least this many is a header even above whole numbers
 TEXT_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".txt.gz")  # read as delimited text
 DECIMAL_COMMA = re.compile(r"\s*[-+]?\d*,\d+(?:[eE][-+]?\d+)?\s*")  # "-0,25": a European spreadsheet's number
 
@@ -165,25 +166,39 @@ def _has_header(rows: list[list[str]], names: set[str]) -> bool:
     )
 
 
+def _column_run(row: list[str]) -> int | None:
+    """The first number of a row that counts up by one (``0,1,2,...``, after an empty cell above an index
+    column), or None."""
+    cells = [c.strip() for c in row]
+    cells = cells[1:] if cells[0] == "" else cells
+    if len(cells) < 2 or not all(c.lstrip("-").isdigit() for c in cells):
+        return None
+    start = int(cells[0])
+    return start if all(int(c) == start + i for i, c in enumerate(cells)) else None
+
+
 def _numbered_columns(rows: list[list[str]]) -> bool:
     """Whether the first row numbers the columns (``0,1,2,...`` as pandas writes a DataFrame's unnamed
-    columns, after an empty cell above its index; or years) above rows of numbers with a decimal point: a run
-    of whole numbers written otherwise than the rows below it is no data row."""
-    first = [c.strip() for c in rows[0]]
-    first = first[1:] if first[0] == "" else first
-    if len(first) < 2 or not all(c.lstrip("-").isdigit() for c in first):
+    columns; or years) above rows of numbers with a decimal point: a run of whole numbers written otherwise
+    than the rows below it is no data row. Above whole numbers, only a run from 0 or 1 across at least
+    ``_NUMBERED_MIN`` columns is taken for one (no data row is likely to be that)."""
+    start = _column_run(rows[0])
+    if start is None:
         return False
-    start = int(first[0])
-    run = all(int(c) == start + i for i, c in enumerate(first))
-    return run and any("." in c and _number(c) is not None for row in rows[1:50] for c in row)
+    if start in (0, 1) and len(rows[0]) >= _NUMBERED_MIN:
+        return True
+    return any("." in c and _number(c) is not None for row in rows[1:50] for c in row)
 
 
-def _csv_rows(path: Path, names: set[str]) -> tuple[list[str], list[list[str]]]:
-    """The header (or column numbers, if the first row is data) and the rows of a CSV, all equally long."""
+def _csv_rows(path: Path, names: set[str], header: bool | None) -> tuple[list[str], list[list[str]]]:
+    """The header (or column numbers, if the first row is data) and the rows of a CSV, all equally long;
+    ``header`` says whether there is one (None: detect it)."""
     rows = _cells(path)
     if not rows:
         raise VaemixError(f"{path}: the file has no rows")
-    has_header = _has_header(rows, names)
+    has_header = _has_header(rows, names) if header is None else header
+    if header is None and not has_header and _column_run(rows[0]) is not None:
+        log.warning("%s: its first row counts the columns up but is read as data (data.header=true: a header)", path)
     names = [c.strip() for c in rows[0]] if has_header else [str(i) for i in range(len(rows[0]))]
     rows = rows[1:] if has_header else rows
     for i, row in enumerate(rows):
@@ -272,7 +287,7 @@ def read_csv(path: Path, d: DataConfig, spec: TableSpec | None = None) -> Table:
     named = {str(c) for c in (d.label_column, *d.categorical_columns, *d.drop_columns) if c is not None}
     if spec:
         named |= {spec.label_column or "", *_trained_columns(spec)}
-    names, rows = _csv_rows(path, named)
+    names, rows = _csv_rows(path, named, d.header)
     columns = list(zip(*rows, strict=True))
     label, drop, categorical = _layout(path, names, _unwanted(names, columns), d, spec)
     known = spec.categories if spec else {}

@@ -150,8 +150,10 @@ def test_a_header_of_column_numbers_is_a_header_above_fractions_or_across_five_c
         in caplog.text
     )
     assert "unordered.csv" not in caplog.text
+    caplog.set_level(logging.INFO, logger="vaemix")
     wide = read("wide.csv", "0,1,2,3,4\n7,0,16,3,2\n5,5,0,1,9\n")  # pd.DataFrame(counts).to_csv(path, index=False)
     assert wide.spec.columns == ["0", "1", "2", "3", "4"] and np.asarray(wide.values).tolist()[0] == [7, 0, 16, 3, 2]
+    assert "wide.csv: its first row counts the columns up and names them (data.header=false: a data row)" in caplog.text
     assert len(read("four.csv", "1,2,3,4\n4,5,6,7\n").values) == 2  # four columns: could be a row
     said = read("said.csv", "1,2,3\n4,5,6\n", header=True)
     assert said.spec.columns == ["1", "2", "3"] and np.asarray(said.values).tolist() == [[4, 5, 6]]

@@ -197,8 +197,13 @@ def _csv_rows(path: Path, names: set[str], header: bool | None) -> tuple[list[st
     if not rows:
         raise VaemixError(f"{path}: the file has no rows")
     has_header = _has_header(rows, names) if header is None else header
-    if header is None and not has_header and _column_run(rows[0]) is not None:
-        log.warning("%s: its first row counts the columns up but is read as data (data.header=true: a header)", path)
+    if header is None and _column_run(rows[0]) is not None:
+        if has_header:
+            log.info("%s: its first row counts the columns up and names them (data.header=false: a data row)", path)
+        else:
+            log.warning(
+                "%s: its first row counts the columns up but is read as data (data.header=true: a header)", path
+            )
     names = [c.strip() for c in rows[0]] if has_header else [str(i) for i in range(len(rows[0]))]
     rows = rows[1:] if has_header else rows
     for i, row in enumerate(rows):

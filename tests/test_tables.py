@@ -158,6 +158,10 @@ def test_a_header_of_column_numbers_is_a_header_above_fractions_or_across_five_c
     said = read("said.csv", "1,2,3\n4,5,6\n", header=True)
     assert said.spec.columns == ["1", "2", "3"] and np.asarray(said.values).tolist() == [[4, 5, 6]]
     assert np.asarray(read("data.csv", "0,1,2,3,4\n7,0,16,3,2\n", header=False).values).tolist()[0] == [0, 1, 2, 3, 4]
+    np.save(tmp_path / "rows.npy", np.ones([3, 5]))
+    for setting in ({"header": True}, {"label_column": "0"}):  # a .npy has no header and no label column
+        with pytest.raises(VaemixError, match=r"and data.header are for a .csv; rows.npy holds numbers"):
+            read_table(DataConfig(name="table", path=str(tmp_path / "rows.npy"), **setting))
 
 
 def test_npz_arrays_by_scikit_learns_spelling_or_by_name(tmp_path):

@@ -325,9 +325,9 @@ def read_table(d: DataConfig, spec: TableSpec | None = None) -> Table:
         raise VaemixError(f"{key}={value!r} names an array of a .npz; {p.name} has none (labels: {labels})")
     if p.name.lower().endswith(TEXT_SUFFIXES):
         return read_csv(p, d, spec)
-    if d.label_column is not None or d.categorical_columns:
+    if d.label_column is not None or d.categorical_columns or d.header is not None:
         raise VaemixError(
-            f"data.label_column and data.categorical_columns are for a .csv; {p.name} holds numbers "
+            f"data.label_column, data.categorical_columns and data.header are for a .csv; {p.name} holds numbers "
             "(put labels in a .npz's y)"
         )
     if p.suffix == ".npy":

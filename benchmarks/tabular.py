@@ -6,6 +6,7 @@
     python benchmarks/tabular.py --datasets digits --no-scale --set data.corrupt_fraction=0.4   # a recipe variant
     python benchmarks/tabular.py --datasets wide mnist300 --no-scale                 # few rows, many features
     python benchmarks/tabular.py --scale-only          # 1,000,000 generated 128-d rows from a .npy
+    python benchmarks/tabular.py --task gmm --datasets digits wine iris --seeds 3 --no-scale   # the toolkit's EM
     python benchmarks/tabular.py --datasets wide --pretrained-from /tmp/vaemix-bench-tabular --work /tmp/b  # reuse
 
 Real data, but for one generated set: scikit-learn's bundled ``load_digits`` (64-d), ``load_wine`` (13-d),
@@ -14,7 +15,8 @@ digits (``mnist300``) and a generated ``wide`` set (300 rows, 5,000 features, th
 Each is written to a .npz (x, y); the VAE is a real
 ``python train.py data=table data.path=<npz> prior.components=<classes> seed=<s>`` run, its clusters the
 model's own. Held-out ACC / NMI / ARI are on the recipe's own test split (``data.test_fraction``, 20%);
-for the small sets (a few dozen held-out rows) ACC on all rows too (predict.py). Baselines on the same
+for the small sets (a few dozen held-out rows) ACC on all rows too (predict.py). ``--task gmm`` runs the
+toolkit's EM instead (``python train.py task=gmm task.components=<classes> ...``). Baselines on the same
 split, same K: scikit-learn ``GaussianMixture`` (full covariance, n_init=10) on the standardised features
 (PCA-50 of them where D > 50), and ``KMeans`` (n_init=10) on the raw and on the standardised features.
 The scale run trains one pretraining and one ELBO epoch on 1,000,000 rows of a 128-d ten-blob mixture read
@@ -64,8 +66,8 @@ def _datasets(work: Path, names: list[str]) -> dict[str, Path]:
     return out
 
 
-def _vae(
-    path: Path, k: int, seed: int, run_dir: Path, all_rows: bool, overrides: list[str], reuse: Path | None
+def _ours(
+    path: Path, k: int, seed: int, run_dir: Path, all_rows: bool, overrides: list[str], reuse: Path | None, task: str
 ) -> dict:
     shutil.rmtree(run_dir, ignore_errors=True)
     for source in sorted(reuse.glob("checkpoints/pretrain*")) if reuse else []:
@@ -76,7 +78,7 @@ def _vae(
         "train.py",
         "data=table",
         f"data.path={path}",
-        f"prior.components={k}",
+        *([f"prior.components={k}"] if task == "vae" else [f"task={task}", f"task.components={k}"]),
         f"seed={seed}",
         "trainer.progress=false",
         f"hydra.run.dir={run_dir}",
@@ -207,6 +209,7 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["digits", "wine", "iris", "mnist784"])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
+    parser.add_argument("--task", default="vae", help="vae (the recipe) or a toolkit task (gmm, bgmm_svi) instead")
     parser.add_argument("--scale-only", action="store_true")
     parser.add_argument("--no-scale", action="store_true")
     parser.add_argument("--set", nargs="*", default=[], help="more overrides for every vaemix run")
@@ -222,18 +225,20 @@ def main() -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    result: dict = {"seeds": args.seeds, "first_seed": args.first_seed, "overrides": args.set, "datasets": {}}
+    ours = "vae" if args.task == "vae" else f"vaemix_{args.task}"  # the baselines' own GMM is "gmm"
+    result: dict = {"seeds": args.seeds, "first_seed": args.first_seed, "task": args.task, "overrides": args.set}
+    result["datasets"] = {}
     if args.pretrained_from:
         result["pretrained_from"] = str(args.pretrained_from)
     for name, path in ({} if args.scale_only else _datasets(work, args.datasets)).items():
         k = len(np.unique(np.load(path)["y"]))
         small = name in ("wine", "iris", "wide", "mnist300")  # a few dozen held-out rows: all rows too
         reuse = {s: args.pretrained_from / name / f"seed{s}" if args.pretrained_from else None for s in seeds}
-        runs = [_vae(path, k, s, work / name / f"seed{s}", small, args.set, reuse[s]) for s in seeds]
+        runs = [_ours(path, k, s, work / name / f"seed{s}", small, args.set, reuse[s], args.task) for s in seeds]
         base = [_baselines(path, k, s) for s in seeds]
-        result["datasets"][name] = {"k": k, "vae": runs, **{b: [r[b] for r in base] for b in base[0]}}
+        result["datasets"][name] = {"k": k, ours: runs, **{b: [r[b] for r in base] for b in base[0]}}
         print(f"\n{name} (K={k}): {'method':22} {'ACC':>15} {'NMI':>15} {'ARI':>15} {'ACC all rows':>15} {'s':>6}")
-        for method in ("vae", *base[0]):
+        for method in (ours, *base[0]):
             r = result["datasets"][name][method]
             print(
                 f"{'':{len(name) + 8}} {method:22} {_summary(r, 'cluster_acc'):>15} {_summary(r, 'nmi'):>15} "

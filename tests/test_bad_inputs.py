@@ -69,6 +69,12 @@ CASES = [
     _config("data.augment=false", "set data.augment=true"),
     _config("task=gmm", "task=gmm fits tabular data"),
     _config("data=table", "data=table needs data.path"),
+    Case(
+        "train.py",
+        ("task=bgmm_svi", "data=blobs", "task.standardize=true", "hydra.run.dir={run}"),
+        "task.standardize is for task=gmm; task=bgmm_svi always standardises them within",
+        train_args=False,
+    ),
     _data(["data=local", "data.images={d}/nan.npz"], "NaN or inf pixels"),
     _data(["data=local", "data.images={d}/inf.npz"], "NaN or inf pixels"),
     _data(["data=local", "data.images={d}/strings.npz"], "images must be numeric"),

@@ -149,6 +149,9 @@ class TaskConfig:
     kind: str = "vae"  # vae | gmm | bgmm_svi | bgmm_hmc | mdn
     components: int = 3
     covariance: str = "full"  # gmm and bgmm_svi: full | diag
+    # gmm: EM on the standardised columns, the mixture saved in their own units (null: when their ranges
+    # differ by units, as wine's do; the Bayesian fits always standardise within)
+    standardize: bool | None = None
     n_init: int = 3
     epochs: int = 200  # bgmm_svi and mdn
     num_results: int = 500  # bgmm_hmc draws per chain after burn-in

@@ -1,11 +1,12 @@
-"""Exact conditionals and marginals of Gaussian mixtures, which TFP does not provide.
+"""Exact conditionals, marginals and rescalings of Gaussian mixtures, which TFP does not provide.
 
 For a mixture ``sum_k w_k N(mu_k, S_k)`` split into observed dims ``o`` and the rest ``u``:
 
     p(u | o = v) = sum_k w'_k N(mu_u + S_uo S_oo^-1 (v - mu_o),  S_uu - S_uo S_oo^-1 S_ou),
     w'_k  proportional to  w_k N(v; mu_o, S_oo)
 
-and the marginal over dims ``i`` keeps the weights with ``N(mu_i, S_ii)``.
+and the marginal over dims ``i`` keeps the weights with ``N(mu_i, S_ii)``. The law of ``shift + scale * x``
+keeps the weights with ``N(shift + scale * mu_k, diag(scale) S_k diag(scale))``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ def _parts(mixture: tfd.MixtureSameFamily) -> tuple[tf.Tensor, tf.Tensor, tf.Ten
     """Log weights ``[K]``, means ``[K, D]`` and covariances ``[K, D, D]`` of a mixture of MVNs."""
     comps = mixture.components_distribution
     if not isinstance(comps, tfd.MultivariateNormalLinearOperator):
-        raise VaemixError(f"condition/marginal need a mixture of multivariate normals, got {type(comps).__name__}")
+        raise VaemixError(
+            f"condition/marginal/rescaled need a mixture of multivariate normals, got {type(comps).__name__}"
+        )
     log_w = tf.math.log_softmax(mixture.mixture_distribution.logits_parameter(), axis=-1)
     return log_w, comps.mean(), comps.covariance()
 
@@ -72,3 +75,14 @@ def condition(mixture: tfd.MixtureSameFamily, observed_indices: Sequence[int], v
     scale = tf.linalg.cholesky(0.5 * (cond_cov + tf.linalg.matrix_transpose(cond_cov)))
     scale = tf.broadcast_to(scale, tf.concat([tf.shape(cond_loc), [u.size]], 0))
     return gaussian_mixture(tf.math.log_softmax(log_w + log_lik, axis=-1), cond_loc, scale)
+
+
+def rescaled(mixture: tfd.MixtureSameFamily, shift, scale) -> tfd.MixtureSameFamily:
+    """The law of ``shift + scale * x`` for ``x`` drawn from ``mixture``: a fit to standardised features
+    mapped back to their own units. ``shift`` and ``scale`` are ``[D]``; ``scale`` must be positive."""
+    log_w, loc, cov = _parts(mixture)  # [K], [K, D], [K, D, D]
+    scale = tf.convert_to_tensor(scale, loc.dtype)
+    if not bool(tf.reduce_all(scale > 0)):
+        raise VaemixError("scale must be positive in every dimension")
+    tril = tf.linalg.cholesky(cov) * scale[:, None]  # diag(scale) L stays lower-triangular
+    return gaussian_mixture(log_w, tf.convert_to_tensor(shift, loc.dtype) + scale * loc, tril)

@@ -53,6 +53,8 @@ CASES = [
     _config("model.hidden=[16,-3]", "model.hidden[1]=-3 is out of range"),
     _config("trainer.lr=fast", "trainer.lr"),  # wrong type: Hydra names key and value
     _config("model.latent_dim=2.5", "model.latent_dim"),
+    _config("data.header=maybe", "data.header"),
+    _config("task.standardize=sometimes", "task.standardize"),
     _config("trainer.learning_rate=0.1", "trainer.learning_rate"),  # unknown key
     _config("colour=blue", "colour"),  # unknown top-level key
     _config("prior=mystery", "prior/mystery"),  # unknown group option, with the available ones

@@ -85,3 +85,14 @@ def test_bad_method_and_unfitted():
         BayesianGaussianMixture(2).fit(np.random.default_rng(0).normal(size=(10, 2)), "gibbs")
     with pytest.raises(VaemixError, match="not fitted yet"):
         BayesianGaussianMixture(2).distribution  # noqa: B018
+
+
+def test_a_constant_column_is_one_clear_error_for_full_covariances_and_fits_diagonal_ones():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    x = np.c_[rng.normal(size=(300, 2)) + 4 * np.eye(3)[y][:, :2], np.full(300, 5.0)]  # column 2 is constant
+    for method, options in (("svi", {}), ("hmc", {"num_results": 10})):  # a singular covariance prior (x's)
+        with pytest.raises(VaemixError, match=r"columns \[2\] of x are constant"):
+            BayesianGaussianMixture(3, seed=0).fit(x, method, **options)
+    fit = BayesianGaussianMixture(3, "diag", seed=0).fit(x, "svi")
+    assert np.isfinite(fit.distribution.log_prob(x).numpy()).all()

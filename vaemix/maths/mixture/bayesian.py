@@ -62,6 +62,13 @@ class BayesianGaussianMixture:
             raise VaemixError(f"method={method!r} is not allowed; choose one of: svi, hmc")
         x = check_data(x, self.components)
         shift, scale = x.mean(0), x.std(0) + 1e-12
+        constant = np.flatnonzero(scale <= 1e-12 * np.maximum(np.abs(shift), 1.0))  # the covariance prior is x's
+        if len(constant) and (method == "hmc" or self.covariance == "full"):
+            raise VaemixError(
+                f"columns {constant[:8].tolist()}{' ...' if len(constant) > 8 else ''} of x are constant, and a "
+                "full-covariance Bayesian mixture cannot fit them: drop them"
+                + (" or use covariance='diag'" if method == "svi" else "")
+            )
         z, k, a = (x - shift) / scale, self.components, self.concentration
         if method == "hmc":
             weights, means, covs, diagnostics = fit_hmc(z, k, a, self.mean_scale, self.seed, **options)

@@ -96,3 +96,10 @@ def test_a_constant_column_is_one_clear_error_for_full_covariances_and_fits_diag
             BayesianGaussianMixture(3, seed=0).fit(x, method, **options)
     fit = BayesianGaussianMixture(3, "diag", seed=0).fit(x, "svi")
     assert np.isfinite(fit.distribution.log_prob(x).numpy()).all()
+
+
+def test_a_constant_column_whose_deviation_rounds_above_zero_is_found_too():
+    x = np.c_[np.random.default_rng(1).normal(size=(300, 2)), np.full(300, 0.1)]
+    assert x[:, 2].std() > 0  # 1.4e-17 of rounding: the check on std + 1e-12 let it through, unlike 5.0s
+    with pytest.raises(VaemixError, match=r"columns \[2\] of x are constant"):
+        BayesianGaussianMixture(3, seed=0).fit(x, "svi")

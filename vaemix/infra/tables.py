@@ -22,6 +22,7 @@ from vaemix.errors import VaemixError
 from vaemix.infra.arrays import NpyRows, array_labels, existing_file, held_out_split, named_labels, read_npz
 from vaemix.infra.config import DataConfig
 from vaemix.infra.examples import CHUNK, Dataset, Examples, Preprocessing
+from vaemix.maths.mixture.checks import is_constant
 from vaemix.maths.streams import Stream
 
 log = logging.getLogger("vaemix")
@@ -394,12 +395,12 @@ def fit_preprocessing(train: Examples, d: DataConfig, columns: list[str]) -> Pre
         raise VaemixError(f"{d.path}: column {columns[j]!r} has no value in any training row")
     if d.preprocessing == "none":
         return Preprocessing("table", np.zeros_like(mean), np.ones_like(std), None if d.impute == "none" else fill)
-    constant = np.flatnonzero(std <= 1e-12 * np.maximum(np.abs(mean), 1.0))
+    constant = np.flatnonzero(is_constant(mean, std))
     if len(constant):  # they carry nothing; a scale of 1 maps them to 0 instead of dividing by zero
         names = ", ".join(repr(columns[j]) for j in constant[:8]) + (" ..." if len(constant) > 8 else "")
         log.warning("%s: %d column(s) are constant in the training rows and are kept as 0: %s", d.path,
                     len(constant), names)  # fmt: skip
-        std = np.where(std <= 1e-12 * np.maximum(np.abs(mean), 1.0), 1.0, std)
+        std = np.where(is_constant(mean, std), 1.0, std)
     return Preprocessing("table", mean, std, None if d.impute == "none" else fill, STANDARD_CLIP)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from vaemix.errors import VaemixError
 from vaemix.maths.keras import tfd
-from vaemix.maths.mixture.checks import check_data, check_options
+from vaemix.maths.mixture.checks import check_data, check_options, is_constant
 from vaemix.maths.mixture.hmc import fit_hmc
 from vaemix.maths.mixture.svi import fit_svi
 from vaemix.maths.mixture.svi_full import fit_full_svi
@@ -61,14 +61,15 @@ class BayesianGaussianMixture:
         if method not in ("svi", "hmc"):
             raise VaemixError(f"method={method!r} is not allowed; choose one of: svi, hmc")
         x = check_data(x, self.components)
-        shift, scale = x.mean(0), x.std(0) + 1e-12
-        constant = np.flatnonzero(scale <= 1e-12 * np.maximum(np.abs(shift), 1.0))  # the covariance prior is x's
+        shift, std = x.mean(0), x.std(0)
+        constant = np.flatnonzero(is_constant(shift, std))  # the full covariance prior is x's: singular
         if len(constant) and (method == "hmc" or self.covariance == "full"):
             raise VaemixError(
                 f"columns {constant[:8].tolist()}{' ...' if len(constant) > 8 else ''} of x are constant, and a "
                 "full-covariance Bayesian mixture cannot fit them: drop them"
                 + (" or use covariance='diag'" if method == "svi" else "")
             )
+        scale = std + 1e-12
         z, k, a = (x - shift) / scale, self.components, self.concentration
         if method == "hmc":
             weights, means, covs, diagnostics = fit_hmc(z, k, a, self.mean_scale, self.seed, **options)

@@ -37,3 +37,8 @@ def check_options(components: int, covariance: str) -> None:
         raise VaemixError(f"components={components} is out of range; it must be >= 1")
     if covariance not in ("full", "diag"):
         raise VaemixError(f"covariance={covariance!r} is not allowed; choose one of: full, diag")
+
+
+def is_constant(mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """``[D]`` booleans: columns whose standard deviation is rounding error beside their mean."""
+    return std <= 1e-12 * np.maximum(np.abs(mean), 1.0)

@@ -338,6 +338,34 @@ def test_em_on_standardised_columns_saves_the_mixture_in_their_units(tmp_path, c
     assert adjusted_rand_score(most_probable_component(p, x), most_probable_component(q, rows)) == 1.0
 
 
+def test_standardised_em_floors_the_variances_in_the_columns_own_units(tmp_path):
+    """A column constant within each cluster keeps only the variance floor, and standardised EM keeps it in
+    the column's units (1e-6), not in standard deviations (1e-6 times its variance, 25, in its units); so
+    the standardised fit is the as-is fit, to the held-out log-likelihood."""
+    from conftest import compose_config
+    from vaemix.apps.toolkit import fit_task, restore_fit
+
+    rng = np.random.default_rng(0)
+    side = np.repeat([0.0, 1.0], 200)  # [N]
+    x = np.stack([rng.normal(10 * side, 1.0), rng.normal(10 * side, 1.0) * 1000, 10 * side], axis=1)  # [N, 3]
+    np.savez(tmp_path / "rows.npz", x=x[rng.permutation(len(x))])
+    fits, metrics = {}, {}
+    for name in ("true", "false"):
+        cfg = compose_config(
+            "task=gmm",
+            "data=table",
+            f"data.path={tmp_path / 'rows.npz'}",
+            "task.components=2",
+            f"task.standardize={name}",
+        )
+        metrics[name] = fit_task(cfg, tmp_path / name)
+        fits[name] = restore_fit(tmp_path / name, cfg)[0]().components_distribution.covariance().numpy()
+    assert np.all(fits["true"][:, 2, 2] < 2e-6), fits["true"][:, 2, 2]  # 1.15e-6: EM adds 1.2e-6 to each count
+    order = np.argsort(fits["true"][:, 0, 0]), np.argsort(fits["false"][:, 0, 0])
+    np.testing.assert_allclose(fits["true"][order[0]], fits["false"][order[1]], rtol=1e-6, atol=1e-9)
+    assert metrics["true"]["test_log_likelihood"] == pytest.approx(metrics["false"]["test_log_likelihood"], abs=1e-6)
+
+
 def test_wine_is_clustered_standardised_and_pixels_as_they_are(tmp_path, caplog):
     """Wine's 13 measurements (their ranges 75-fold apart) cluster by default as they do standardised;
     fitted as they are, the widest decides. Digits' pixels share one unit and are fitted as they are."""

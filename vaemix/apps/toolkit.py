@@ -25,6 +25,7 @@ from vaemix.maths.metrics import clustering_metrics
 from vaemix.maths.mixture import BayesianGaussianMixture, GaussianMixture, MixtureDensityNetwork
 from vaemix.maths.mixture.conditional import rescaled
 from vaemix.maths.mixture.fitted import FittedMixture
+from vaemix.maths.mixture.gmm import REG_COVAR
 from vaemix.maths.priors import most_probable_component
 
 log = logging.getLogger("vaemix")
@@ -62,7 +63,9 @@ def _fit(task: TaskConfig, model, record: dict, x: np.ndarray, seed: int, scalin
     if task.kind == "gmm":
         shift, scale = scaling
         z = (x - shift) / scale  # [N, D]
-        gmm = GaussianMixture(task.components, task.covariance, task.n_init, seed=seed).fit(z)
+        # the floor in x's units: on standardised columns it would be scale**2 times less (a rare pixel's collapses)
+        floor = REG_COVAR / scale**2  # [D]
+        gmm = GaussianMixture(task.components, task.covariance, task.n_init, reg_covar=floor, seed=seed).fit(z)
         model.assign(rescaled(gmm.distribution, shift, scale))
         jacobian = len(x) * np.log(scale).sum()  # log p(x) = log p(z) - sum(log scale) a row
         return {"bic": gmm.bic(z) + 2 * jacobian, "n_iter": gmm.n_iter_, "converged": bool(gmm.converged_)}

@@ -25,9 +25,11 @@ from vaemix.maths.mixture.checks import check_data, check_options, distinct_rows
 from vaemix.maths.mixture.kmeans import kmeans_plus_plus, lloyd
 from vaemix.maths.priors import component_log_posterior, gaussian_mixture
 
+REG_COVAR = 1e-6  # scikit-learn's default floor on the variances
+
 
 def mixture_moments(
-    x: np.ndarray, resp: np.ndarray, covariance: str = "full", reg_covar: float = 1e-6
+    x: np.ndarray, resp: np.ndarray, covariance: str = "full", reg_covar: float = REG_COVAR
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Weights ``[K]``, means ``[K, D]`` and covariances ``[K, D, D]`` (+ ``reg_covar`` I) of ``x [N, D]``
     under responsibilities ``resp [N, K]``: EM's M-step, or k-means clusters with one-hot ``resp``."""
@@ -139,7 +141,7 @@ def _hard_step(x, shift, centres, diag: bool):
     return sufficient_statistics(x, tf.one_hot(tf.argmin(d2, 1), tf.shape(centres)[0], dtype=x.dtype), diag)
 
 
-def _m_step(nk, sk, qk, n: float, reg_covar: float, diag: bool) -> tuple[np.ndarray, ...]:
+def _m_step(nk, sk, qk, n: float, reg_covar: float | np.ndarray, diag: bool) -> tuple[np.ndarray, ...]:
     """Parameters from summed statistics: log weights, means, covariances (+ ``reg_covar`` I) as precision
     factors. In NumPy: K small matrices cost less than tracing them, and a failed Cholesky raises."""
     nk = np.asarray(nk, np.float64) + 10 * np.finfo(np.float32).eps
@@ -153,7 +155,7 @@ def _m_step(nk, sk, qk, n: float, reg_covar: float, diag: bool) -> tuple[np.ndar
         chol = np.linalg.cholesky(cov)
     except np.linalg.LinAlgError:
         raise VaemixError(
-            f"a component collapsed onto too few distinct points: raise reg_covar (now {reg_covar:g})"
+            f"a component collapsed onto too few distinct points: raise reg_covar (now {np.min(reg_covar):g})"
         ) from None
     return np.log(nk / n), means, np.linalg.inv(chol).transpose(0, 2, 1)
 
@@ -183,7 +185,8 @@ class GaussianMixture:
     ``covariance="full"`` learns full covariances, ``"diag"`` diagonal ones, in ``dtype`` (float64 by
     default; float32 halves memory and time). ``fit`` runs ``n_init`` restarts from k-means++ seeds and keeps
     the one with the highest likelihood; each stops when the mean log-likelihood changes by less than
-    ``tol`` (scikit-learn's rule) or after ``max_iter`` iterations.
+    ``tol`` (scikit-learn's rule) or after ``max_iter`` iterations. ``reg_covar`` is added to every
+    variance: one number, or one per column ``[D]`` (a floor kept in other units than the rows fitted).
     """
 
     def __init__(
@@ -193,7 +196,7 @@ class GaussianMixture:
         n_init: int = 3,
         max_iter: int = 100,
         tol: float = 1e-3,
-        reg_covar: float = 1e-6,
+        reg_covar: float | np.ndarray = REG_COVAR,
         seed: int = 0,
         dtype: str = "float64",
         block: int = 65_536,

@@ -113,6 +113,29 @@ def test_saved_model_cli_lists_the_signatures(vae_run):
         assert f"signature_def['{name}']" in done.stdout
 
 
+def test_an_mdn_exports_and_predicts_its_conditional_in_the_rows_units(tmp_path):
+    """y in thousands (the MDN standardises within): the exported log p(y|x) and predict.py's scores are the
+    model's, and the exported mixture's mean is y's, in y's units."""
+    from vaemix.apps.prediction import predict_run
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, 400)
+    y = 1000 * (x**2 + 0.05 * rng.normal(size=400))
+    np.savetxt(tmp_path / "pairs.csv", np.c_[x, y], delimiter=",", header="x,y", comments="")
+    cfg = compose_config("task=mdn", "data=table", f"data.path={tmp_path / 'pairs.csv'}", "data.targets=[1]")
+    fit_task(cfg, tmp_path / "run")
+    model, _ = restore_fit(tmp_path / "run", cfg)
+    rows = np.c_[x, y][:6].astype(np.float32)
+    expected = model.predict(rows[:, :1]).log_prob(rows[:, 1:]).numpy()  # [6]
+    inputs = {"log_prob:x": rows[:, :1], "log_prob:y": rows[:, 1:], "mixture:x": rows[:, :1]}
+    _, out = _load_in_fresh_process(export_run(tmp_path / "run"), inputs, tmp_path)
+    np.testing.assert_allclose(out["log_prob:log_prob"], expected, rtol=1e-5)
+    mean = np.einsum("nk,nkd->nd", out["mixture:weights"], out["mixture:means"])[:, 0]  # [6]
+    np.testing.assert_allclose(mean, 1000 * x[:6] ** 2, atol=100)  # the noise's deviation is 50
+    scores = np.load(predict_run(tmp_path / "run")["predictions"].replace(".csv", ".npz"))["log_likelihood"]
+    np.testing.assert_allclose(scores[:6], expected, rtol=1e-5)
+
+
 def test_a_fitted_mixture_exports_its_density(tmp_path):
     cfg = compose_config("task=gmm", "data=blobs", "data.n=300", "task.components=3", "data.dims=2")
     fit_task(cfg, tmp_path / "run")

@@ -274,6 +274,27 @@ def test_mdn_learns_a_bimodal_heteroscedastic_conditional():
         mdn.predict(np.zeros((3, 2)))
 
 
+def test_the_mdn_fits_rows_in_any_units_alike():
+    """Inputs and targets are standardised within, so a fit to (1000 x, y / 1000) is the fit to (x, y): its
+    held-out log-likelihood differs by the Jacobian, log 1000, and its modes are in y's units. (Fitted
+    as they were, y in thousands cost 229 nats a row and x in thousands 1 nat.)"""
+    from vaemix.maths.mixture import MixtureDensityNetwork
+
+    rng = np.random.default_rng(0)
+    (x, y, _), (xt, yt, _) = _bimodal(rng, 2000), _bimodal(rng, 1000)
+    nll, modes = [], []
+    for a, b in ((1.0, 1.0), (1000.0, 1e-3)):
+        mdn = MixtureDensityNetwork(1, 1, components=3, hidden=(32, 32))
+        mdn.fit(x * a, y * b, epochs=60)
+        nll.append(mdn.nll(xt * a, yt * b))
+        dist = mdn.predict(np.array([[0.8 * a]]))
+        weights = dist.mixture_distribution.probs_parameter().numpy()[0]  # [K]
+        modes.append(np.sort(dist.components_distribution.mean().numpy()[0, weights > 0.2, 0]) / b)
+    assert nll[0] - nll[1] == pytest.approx(np.log(1000.0), abs=1e-3), nll
+    np.testing.assert_allclose(modes[1], modes[0], atol=1e-3)
+    assert modes[0][0] == pytest.approx(-0.64, abs=0.1) and modes[0][-1] == pytest.approx(0.64, abs=0.1)
+
+
 @pytest.mark.parametrize("task", ["gmm", "bgmm_svi", "mdn"])
 def test_train_py_tasks_on_blobs_write_metrics_and_pictures(task, tmp_path):
     import json

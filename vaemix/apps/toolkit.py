@@ -56,7 +56,8 @@ def fit_checkpoints(run_dir: Path, model: FittedMixture | MixtureDensityNetwork,
 
 def _fit(task: TaskConfig, model, record: dict, x: np.ndarray, seed: int, scaling: tuple) -> dict:
     """Fit ``model`` to the training rows ``x``; return the fit's own diagnostics. EM fits
-    ``(x - shift) / scale`` and saves the mixture in ``x``'s units; the Bayesian fits standardise within."""
+    ``(x - shift) / scale`` and saves the mixture in ``x``'s units; the Bayesian fits and the MDN standardise
+    within."""
     if isinstance(model, MixtureDensityNetwork):
         losses = model.fit(x[:, record["inputs"]], x[:, record["targets"]], epochs=task.epochs)
         return {"train_nll": losses[-1]}
@@ -117,19 +118,19 @@ def _scaling(task: TaskConfig, d: DataConfig, x: np.ndarray, columns: list[str])
     """EM's ``(shift, scale)`` per column (None for the other tasks): the training rows' mean and standard
     deviation (a constant column's 1) when ``task.standardize`` is true, or null and the columns are in
     different units; else 0 and 1. One line says so when the units differ."""
-    if task.kind in ("bgmm_svi", "bgmm_hmc"):
-        return None  # they standardise within
+    if task.kind != "gmm":
+        return None  # the Bayesian fits and the MDN standardise within
     differ = _units_differ(x, columns)
-    standardize = task.kind == "gmm" and (task.standardize or (task.standardize is None and differ is not None))
+    standardize = task.standardize or (task.standardize is None and differ is not None)
     if differ and not standardize:
-        fix = "task.standardize=true fits them standardised" if task.kind == "gmm" else "standardise the columns first"
-        log.warning("task=%s fits the columns as they are, and %s: the widest will decide the fit; %s unless "
-                    "their units are comparable", task.kind, differ, fix)  # fmt: skip
+        log.warning(
+            "task=gmm fits the columns as they are, and %s: the widest will decide the fit; "
+            "task.standardize=true fits them standardised unless their units are comparable",
+            differ,
+        )
     elif differ and task.standardize is None:
         log.info("task=gmm: %s, so EM fits them standardised and saves the mixture in their own units "
                  "(task.standardize=false: as they are)", differ)  # fmt: skip
-    if task.kind == "mdn":
-        return None
     if not standardize:
         return np.zeros(x.shape[1]), np.ones(x.shape[1])
     pre = fit_preprocessing(Examples(x, Preprocessing("table")), replace(d, preprocessing="standardize"), columns)

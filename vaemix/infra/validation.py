@@ -53,10 +53,7 @@ def check_task(k: TaskConfig, d: DataConfig) -> None:
     if d.name == "table" and not d.path:
         raise VaemixError("data=table needs data.path=<a .npz with x (and y) or a .csv>")
     if k.standardize is not None and k.kind != "gmm":
-        raise VaemixError(
-            f"task.standardize is for task=gmm; task={k.kind} "
-            + ("fits its columns as they are" if k.kind == "mdn" else "always standardises them within")
-        )
+        raise VaemixError(f"task.standardize is for task=gmm; task={k.kind} always standardises them within")
     if k.kind == "mdn" and d.name == "table" and not d.targets:
         raise VaemixError("task=mdn on data=table needs data.targets=[column, ...] (the y columns)")
     for key in ("n", "dims", "clusters"):

@@ -79,10 +79,14 @@ def condition(mixture: tfd.MixtureSameFamily, observed_indices: Sequence[int], v
 
 def rescaled(mixture: tfd.MixtureSameFamily, shift, scale) -> tfd.MixtureSameFamily:
     """The law of ``shift + scale * x`` for ``x`` drawn from ``mixture``: a fit to standardised features
-    mapped back to their own units. ``shift`` and ``scale`` are ``[D]``; ``scale`` must be positive."""
-    log_w, loc, cov = _parts(mixture)  # [K], [K, D], [K, D, D]
+    mapped back to their own units (a batch of mixtures too). ``shift`` and ``scale`` are ``[D]``; ``scale``
+    must be positive."""
+    log_w, loc, cov = _parts(mixture)  # [..., K], [..., K, D], [..., K, D, D]
     scale = tf.convert_to_tensor(scale, loc.dtype)
-    if not bool(tf.reduce_all(scale > 0)):
+    positive = tf.get_static_value(tf.reduce_all(scale > 0))  # None: a variable inside a traced model
+    if positive is not None and not positive:
         raise VaemixError("scale must be positive in every dimension")
-    tril = tf.linalg.cholesky(cov) * scale[:, None]  # diag(scale) L stays lower-triangular
+    comps = mixture.components_distribution
+    tril = comps.scale.to_dense() if isinstance(comps, tfd.MultivariateNormalTriL) else tf.linalg.cholesky(cov)
+    tril = tril * scale[:, None]  # diag(scale) L stays lower-triangular
     return gaussian_mixture(log_w, tf.convert_to_tensor(shift, loc.dtype) + scale * loc, tril)

@@ -1,5 +1,7 @@
 """Mixture density networks: a tf_keras model whose output layer is a TFP mixture of MVNTriL, so
-``predict(x)`` is the whole conditional distribution p(y|x), not a point estimate."""
+``predict(x)`` is the whole conditional distribution p(y|x), not a point estimate. The network sees
+standardised inputs and fits standardised targets, so neither's units decide the fit; its mixture is mapped
+back to the targets' units inside the model, which therefore takes and scores rows as they are."""
 
 from __future__ import annotations
 
@@ -10,7 +12,48 @@ import tensorflow as tf
 
 from vaemix.errors import VaemixError
 from vaemix.maths.keras import keras, tfd, tfpl  # tf_keras (Keras 2)
-from vaemix.maths.mixture.checks import check_data
+from vaemix.maths.mixture.checks import check_data, is_constant
+from vaemix.maths.mixture.conditional import rescaled
+from vaemix.maths.priors import gaussian_mixture
+
+
+class _Units:
+    """Untrained ``shift`` and ``scale`` weights ``[dims]`` of a layer, set from the training rows and saved
+    with the network."""
+
+    def _add_units(self, dims: int) -> None:
+        self.shift = self.add_weight(name="shift", shape=[dims], initializer="zeros", trainable=False)
+        self.scale = self.add_weight(name="scale", shape=[dims], initializer="ones", trainable=False)
+
+    def set_units(self, rows: np.ndarray) -> None:
+        mean, std = rows.mean(0), rows.std(0)  # [dims]
+        self.shift.assign(mean)
+        self.scale.assign(np.where(is_constant(mean, std), 1.0, std))  # a constant column is only shifted
+
+
+class _Standardised(_Units, keras.layers.Layer):
+    """``(x - shift) / scale``."""
+
+    def __init__(self, dims: int, **kwargs):
+        super().__init__(**kwargs)
+        self._add_units(dims)
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        return (x - self.shift) / self.scale
+
+
+class _InUnits(_Units, tfpl.DistributionLambda):
+    """The mixture over standardised targets as the law of the targets in their own units."""
+
+    def __init__(self, dims: int, **kwargs):
+        super().__init__(lambda mixture: rescaled(_plain(mixture), self.shift, self.scale), **kwargs)
+        self._add_units(dims)
+
+
+def _plain(mixture) -> tfd.MixtureSameFamily:
+    """tfpl's mixture layer wraps the mixture and its components for Keras; the same mixture, unwrapped."""
+    comps = mixture.components_distribution
+    return gaussian_mixture(mixture.mixture_distribution.logits_parameter(), comps.mean(), comps.scale.to_dense())
 
 
 class MixtureDensityNetwork:
@@ -24,12 +67,14 @@ class MixtureDensityNetwork:
         keras.utils.set_random_seed(seed)
         component = tfpl.MultivariateNormalTriL(output_dim)
         self.input_dim, self.output_dim = input_dim, output_dim
+        self.inputs, self.targets = _Standardised(input_dim), _InUnits(output_dim)
         self.model = keras.Sequential(
-            [keras.Input((input_dim,))]
+            [keras.Input((input_dim,)), self.inputs]
             + [keras.layers.Dense(w, activation="tanh") for w in hidden]
             + [
                 keras.layers.Dense(tfpl.MixtureSameFamily.params_size(components, component.params_size(output_dim))),
-                tfpl.MixtureSameFamily(components, component),  # [B] batch, [output_dim] event
+                tfpl.MixtureSameFamily(components, component),  # [B] batch, [output_dim] event, standardised
+                self.targets,
             ],
             name="mdn",
         )
@@ -46,8 +91,11 @@ class MixtureDensityNetwork:
         return x, y
 
     def fit(self, x, y, epochs: int = 200, batch_size: int = 256, lr: float = 3e-3) -> list[float]:
-        """Minimise the mean negative log-likelihood of ``y`` given ``x``; returns the loss per epoch."""
+        """Minimise the mean negative log-likelihood of ``y`` given ``x`` (standardised by their means and
+        standard deviations over these rows); returns the loss per epoch, in ``y``'s units."""
         x, y = self._xy(x, y)
+        self.inputs.set_units(x)
+        self.targets.set_units(y)
         self.model.compile(keras.optimizers.Adam(lr), loss=lambda target, dist: -dist.log_prob(target))
         history = self.model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True)
         return history.history["loss"]

@@ -87,19 +87,27 @@ def test_bad_method_and_unfitted():
         BayesianGaussianMixture(2).distribution  # noqa: B018
 
 
-def test_a_constant_column_is_one_clear_error_for_full_covariances_and_fits_diagonal_ones():
+@pytest.mark.parametrize(
+    ("covariance", "method", "options"),
+    [("full", "svi", {}), ("diag", "svi", {}), ("full", "hmc", {"num_results": 20, "num_burnin": 20})],
+)
+def test_a_constant_column_is_a_spike_beside_the_fit_of_the_others(covariance, method, options):
+    """Constant columns tell no cluster from another: the others are fitted as they are without them, and
+    each is a spike at its value (its variance EM's floor, uncorrelated). A column of 0.1s, whose deviation
+    rounds to 1.4e-17, is one of them; with nothing but constant columns there is nothing to fit."""
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 300)
-    x = np.c_[rng.normal(size=(300, 2)) + 4 * np.eye(3)[y][:, :2], np.full(300, 5.0)]  # column 2 is constant
-    for method, options in (("svi", {}), ("hmc", {"num_results": 10})):  # a singular covariance prior (x's)
-        with pytest.raises(VaemixError, match=r"columns \[2\] of x are constant"):
-            BayesianGaussianMixture(3, seed=0).fit(x, method, **options)
-    fit = BayesianGaussianMixture(3, "diag", seed=0).fit(x, "svi")
-    assert np.isfinite(fit.distribution.log_prob(x).numpy()).all()
-
-
-def test_a_constant_column_whose_deviation_rounds_above_zero_is_found_too():
-    x = np.c_[np.random.default_rng(1).normal(size=(300, 2)), np.full(300, 0.1)]
-    assert x[:, 2].std() > 0  # 1.4e-17 of rounding: the check on std + 1e-12 let it through, unlike 5.0s
-    with pytest.raises(VaemixError, match=r"columns \[2\] of x are constant"):
-        BayesianGaussianMixture(3, seed=0).fit(x, "svi")
+    rest = rng.normal(size=(300, 2)) + 4 * np.eye(3)[y][:, :2]  # [N, 2]
+    x = np.c_[np.full(300, 0.1), rest, np.full(300, 5.0)]  # columns 0 and 3 are constant
+    assert x[:, 0].std() > 0
+    with_them, without = (BayesianGaussianMixture(3, covariance, seed=0).fit(r, method, **options) for r in (x, rest))
+    p, q = with_them.posterior, without.posterior
+    np.testing.assert_allclose(p.weights, q.weights, rtol=1e-12)
+    np.testing.assert_allclose(p.means[:, 1:3], q.means, rtol=1e-12)
+    np.testing.assert_allclose(p.covariances[:, 1:3, 1:3], q.covariances, rtol=1e-12)
+    np.testing.assert_allclose(p.means[:, [0, 3]], np.tile([0.1, 5.0], (3, 1)), rtol=1e-12)
+    np.testing.assert_array_equal(p.covariances[:, [0, 3]], np.tile(np.eye(4)[[0, 3]] * 1e-6, (3, 1, 1)))
+    gain = with_them.distribution.log_prob(x).numpy() - without.distribution.log_prob(rest).numpy()  # [N]
+    np.testing.assert_allclose(gain, -np.log(2 * np.pi * 1e-6), atol=1e-6)  # two spikes' peaks, every row
+    with pytest.raises(VaemixError, match="every column of x is constant"):
+        BayesianGaussianMixture(1, covariance, seed=0).fit(np.full((10, 2), 3.0), method, **options)

@@ -4,7 +4,7 @@
 gradients on a Normal-Wishart family) or diagonal (:mod:`~vaemix.maths.mixture.svi`, reparameterised
 gradients); ``method="hmc"``: the full posterior by Hamiltonian Monte Carlo (:mod:`~vaemix.maths.mixture.hmc`).
 Data are standardised internally (priors are set on the standardised scale) and results are reported on
-the original scale.
+the original scale; constant columns are set aside and come back as spikes at their values.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 from vaemix.errors import VaemixError
 from vaemix.maths.keras import tfd
 from vaemix.maths.mixture.checks import check_data, check_options, is_constant
+from vaemix.maths.mixture.gmm import REG_COVAR
 from vaemix.maths.mixture.hmc import fit_hmc
 from vaemix.maths.mixture.svi import fit_svi
 from vaemix.maths.mixture.svi_full import fit_full_svi
@@ -61,16 +62,11 @@ class BayesianGaussianMixture:
         if method not in ("svi", "hmc"):
             raise VaemixError(f"method={method!r} is not allowed; choose one of: svi, hmc")
         x = check_data(x, self.components)
-        shift, std = x.mean(0), x.std(0)
-        constant = np.flatnonzero(is_constant(shift, std))  # the full covariance prior is x's: singular
-        if len(constant) and (method == "hmc" or self.covariance == "full"):
-            raise VaemixError(
-                f"columns {constant[:8].tolist()}{' ...' if len(constant) > 8 else ''} of x are constant, and a "
-                "full-covariance Bayesian mixture cannot fit them: drop them"
-                + (" or use covariance='diag'" if method == "svi" else "")
-            )
-        scale = std + 1e-12
-        z, k, a = (x - shift) / scale, self.components, self.concentration
+        shift, std = x.mean(0), x.std(0)  # [D]
+        varying = ~is_constant(shift, std)  # a constant column tells no cluster from another
+        if not varying.any():
+            raise VaemixError("every column of x is constant; there is nothing to fit a mixture to")
+        z, k, a = (x[:, varying] - shift[varying]) / std[varying], self.components, self.concentration
         if method == "hmc":
             weights, means, covs, diagnostics = fit_hmc(z, k, a, self.mean_scale, self.seed, **options)
         elif self.covariance == "full":
@@ -78,6 +74,19 @@ class BayesianGaussianMixture:
         else:
             weights, means, covs, diagnostics = fit_svi(z, k, a, self.mean_scale, self.seed, **options)
         f64 = lambda a: np.asarray(a, np.float64)  # noqa: E731  (SVI runs in float32, HMC in float64)
-        s = np.diag(scale)
-        self.posterior = Posterior(f64(weights), f64(means) * scale + shift, s @ f64(covs) @ s, diagnostics)
+        s = np.diag(std[varying])
+        self.posterior = Posterior(
+            f64(weights), *_with_constant_columns(f64(means) @ s, s @ f64(covs) @ s, shift, varying), diagnostics
+        )
         return self
+
+
+def _with_constant_columns(means, covs, shift: np.ndarray, varying: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Means ``[K, D]`` and covariances ``[K, D, D]`` from those of the varying columns (centred, in their
+    units): each constant column a spike at its value, its variance EM's floor, uncorrelated."""
+    k = len(means)
+    full_means = np.tile(shift, (k, 1))  # [K, D]
+    full_means[:, varying] += means
+    full_covs = np.tile(np.diag(np.where(varying, 0.0, REG_COVAR)), (k, 1, 1))  # [K, D, D]
+    full_covs[np.ix_(np.arange(k), varying, varying)] = covs
+    return full_means, full_covs

@@ -138,7 +138,10 @@ class Checkpoints:
         try:
             self.checkpoint.restore(prefix).assert_existing_objects_matched()
         except (ValueError, AssertionError) as e:
-            raise VaemixError(f"checkpoint {prefix} does not fit this model: {_first_line(e)}") from None
+            raise VaemixError(
+                f"checkpoint {prefix} does not fit this model (saved by another model or vaemix version; train "
+                f"again into a new run dir): {_first_line(e)}"
+            ) from None
 
     def restore(self, path: str | None = None) -> str | None:
         """Restore ``path`` (default: the newest readable checkpoint); return it, or None for a fresh start."""

@@ -22,7 +22,7 @@ from vaemix.errors import VaemixError
 from vaemix.infra.arrays import NpyRows, array_labels, existing_file, held_out_split, named_labels, read_npz
 from vaemix.infra.config import DataConfig
 from vaemix.infra.examples import CHUNK, Dataset, Examples, Preprocessing
-from vaemix.maths.mixture.checks import is_constant
+from vaemix.maths.mixture.checks import is_constant, unit_scale
 from vaemix.maths.streams import Stream
 
 log = logging.getLogger("vaemix")
@@ -400,7 +400,7 @@ def fit_preprocessing(train: Examples, d: DataConfig, columns: list[str]) -> Pre
         names = ", ".join(repr(columns[j]) for j in constant[:8]) + (" ..." if len(constant) > 8 else "")
         log.warning("%s: %d column(s) are constant in the training rows and are kept as 0: %s", d.path,
                     len(constant), names)  # fmt: skip
-        std = np.where(is_constant(mean, std), 1.0, std)
+        std = unit_scale(mean, std)
     return Preprocessing("table", mean, std, None if d.impute == "none" else fill, STANDARD_CLIP)
 
 

@@ -42,3 +42,8 @@ def check_options(components: int, covariance: str) -> None:
 def is_constant(mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """``[D]`` booleans: columns whose standard deviation is rounding error beside their mean."""
     return std <= 1e-12 * np.maximum(np.abs(mean), 1.0)
+
+
+def unit_scale(mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """``std [D]`` with constant columns' set to 1: standardising then only shifts them, never divides by 0."""
+    return np.where(is_constant(mean, std), 1.0, std)

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from vaemix.errors import VaemixError
 from vaemix.maths.keras import keras, tfd, tfpl  # tf_keras (Keras 2)
-from vaemix.maths.mixture.checks import check_data, is_constant
+from vaemix.maths.mixture.checks import check_data, unit_scale
 from vaemix.maths.mixture.conditional import rescaled
 from vaemix.maths.priors import gaussian_mixture
 
@@ -28,7 +28,7 @@ class _Units:
     def set_units(self, rows: np.ndarray) -> None:
         mean, std = rows.mean(0), rows.std(0)  # [dims]
         self.shift.assign(mean)
-        self.scale.assign(np.where(is_constant(mean, std), 1.0, std))  # a constant column is only shifted
+        self.scale.assign(unit_scale(mean, std))
 
 
 class _Standardised(_Units, keras.layers.Layer):
